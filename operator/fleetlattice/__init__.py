@@ -1,0 +1,1 @@
+"""Fleet Lattice: a kopf operator that runs a fleet's messaging on NATS."""

@@ -1,0 +1,105 @@
+"""The four kinds: names, printer columns and models, as DESIGN.md fixes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from .fleethub import FleetHubSpec, FleetHubStatus
+from .fleetstream import FleetStreamSpec, FleetStreamStatus
+from .siloinstall import SiloInstallSpec, SiloInstallStatus
+from .siloleaf import SiloLeafSpec, SiloLeafStatus
+
+GROUP = "fleet.lattice.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "fleet"
+READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    json_path: str
+    description: str
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    singular: str
+    short_name: str
+    description: str
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: tuple[Column, ...]
+
+
+FLEET_HUB = Kind(
+    "FleetHub",
+    "fleethubs",
+    "fleethub",
+    "fhub",
+    "A hub nats-server (1, 3 or 5 replicas) with JetStream and a leafnode listener for silo leaves.",
+    FleetHubSpec,
+    FleetHubStatus,
+    (
+        Column("Ready", "string", ".status.ready", "Ready/desired servers"),
+        Column("Version", "string", ".status.version", "nats-server version"),
+        Column("Leaves", "integer", ".status.leafConnections", "Connected silo leaves"),
+        Column("Streams", "integer", ".status.streams", "JetStream streams"),
+    ),
+)
+SILO_LEAF = Kind(
+    "SiloLeaf",
+    "siloleaves",
+    "siloleaf",
+    "leaf",
+    "A silo's identity on the hub (credential, permissions) and its leaf nats-server.",
+    SiloLeafSpec,
+    SiloLeafStatus,
+    (
+        Column("Silo", "string", ".spec.silo", "Silo name"),
+        Column("Hub", "string", ".spec.hub", "FleetHub the leaf dials"),
+        Column("Connected", "boolean", ".status.connected", "Leaf connected to the hub"),
+        Column("Ready", "string", READY_COLUMN, "Ready condition"),
+    ),
+)
+FLEET_STREAM = Kind(
+    "FleetStream",
+    "fleetstreams",
+    "fleetstream",
+    "fstream",
+    "A JetStream stream or KV bucket on a hub.",
+    FleetStreamSpec,
+    FleetStreamStatus,
+    (
+        Column("Stream", "string", ".spec.name", "Stream or bucket name"),
+        Column("Kind", "string", ".spec.kind", "Stream or KeyValue"),
+        Column("Messages", "integer", ".status.messages", "Messages stored"),
+        Column("Bytes", "integer", ".status.bytes", "Bytes stored"),
+        Column("Ready", "string", READY_COLUMN, "Ready condition"),
+    ),
+)
+SILO_INSTALL = Kind(
+    "SiloInstall",
+    "siloinstalls",
+    "siloinstall",
+    "sinst",
+    "One install or upgrade of a silo, carried out by the silo's agent over the install bus.",
+    SiloInstallSpec,
+    SiloInstallStatus,
+    (
+        Column("Silo", "string", ".spec.silo", "Silo name"),
+        Column("Version", "string", ".spec.version", "Version being installed"),
+        Column("Phase", "string", ".status.phase", "Install phase"),
+        Column("Progress", "string", ".status.progressText", "Steps done / total"),
+        Column("Pods", "integer", ".status.result.pods", "Pods ready after install"),
+    ),
+)
+
+KINDS: tuple[Kind, ...] = (FLEET_HUB, SILO_LEAF, FLEET_STREAM, SILO_INSTALL)

@@ -1,0 +1,99 @@
+"""SiloInstall: one install or upgrade of a silo, carried over the install bus."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import ApiModel, Duration, SiloName, StatusBase, StatusModel, immutable
+
+Phase = Literal["Pending", "Requested", "InProgress", "Succeeded", "Failed", "TimedOut", "Scrubbing"]
+FINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "TimedOut"})
+HISTORY_LIMIT = 50
+
+
+class SiloInstallSpec(ApiModel):
+    """Desired install of a silo."""
+
+    silo: SiloName = Field(
+        description="Silo to install; must have a SiloLeaf in this namespace.",
+        json_schema_extra=immutable("silo is immutable"),
+    )
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
+        description="Version to install, e.g. v622.",
+    )
+    params: dict[str, str] = Field(
+        default_factory=dict, description="Free-form string parameters passed to the silo's agent."
+    )
+    timeout: Duration = Field("15m", description="How long one attempt may take before it is TimedOut.")
+    retries: int = Field(2, ge=0, le=10, description="Further attempts after a retryable failure or timeout.")
+    backoff: Duration = Field("30s", description="Wait before the first retry; doubles for each later one.")
+    scrub_on_delete: bool = Field(False, description="On delete, ask the agent to remove the install.")
+    scrub_timeout: Duration = Field("2m", description="How long delete waits for the agent's scrubbed reply.")
+
+
+class Progress(StatusModel):
+    """The latest step the agent reported."""
+
+    step: str = Field("", description="Name of the step.")
+    index: int = Field(0, description="1-based index of the step.")
+    total: int = Field(0, description="Number of steps in the plan.")
+    percent: int = Field(0, description="index/total as a percentage.")
+    message: str = Field("", description="Agent's message for the step.")
+
+
+class HistoryEntry(StatusModel):
+    """One reported step, kept in a bounded audit trail."""
+
+    time: datetime = Field(description="When the operator received the report.")
+    attempt: int = Field(description="Attempt the report belongs to.")
+    kind: Literal["request", "progress", "done", "failed", "timeout", "retry"] = Field(description="Kind of report.")
+    step: str = Field("", description="Step name.")
+    message: str = Field("", description="Message or error.")
+
+
+class InstallResult(StatusModel):
+    """What the agent reported on completion."""
+
+    version: str = Field("", description="Version the silo now runs.")
+    pods: int | None = Field(None, description="Pods ready after the install.")
+    health: str = Field("", description="Health the agent reported.")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other fields of the done message.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class InstallError(StatusModel):
+    """The last failure the agent reported."""
+
+    step: str = Field("", description="Step that failed.")
+    error: str = Field("", description="Error text.")
+    retryable: bool = Field(True, description="Whether another attempt may succeed.")
+
+
+class SiloInstallStatus(StatusBase):
+    """Observed state of the install, built from the silo agent's messages."""
+
+    phase: Phase = Field(
+        "Pending", description="Pending, Requested, InProgress, Succeeded, Failed, TimedOut, Scrubbing."
+    )
+    attempt: int = Field(0, description="Current attempt, 1-based.")
+    request_id: str = Field("", description="requestId of the current attempt.")
+    progress: Progress | None = Field(None, description="Latest step.")
+    progress_text: str = Field("", description="Progress for display, e.g. 3/7 (42%).")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=HISTORY_LIMIT, description="Bounded audit trail, newest last."
+    )
+    result: InstallResult | None = Field(None, description="Completion report.")
+    last_error: InstallError | None = Field(None, description="Last failure.")
+    requested_at: datetime | None = Field(None, description="When the current attempt was published.")
+    started_at: datetime | None = Field(None, description="When the first attempt was published.")
+    completed_at: datetime | None = Field(None, description="When the install reached a final phase.")
+    next_attempt_at: datetime | None = Field(None, description="When the next retry will be published.")

@@ -1,0 +1,18 @@
+"""Pinned versions, images and ports: the one place they are set."""
+
+from typing import Final
+
+NATS_SERVER_VERSION: Final = "2.15.1"
+NATS_IMAGE: Final = f"docker.io/library/nats:{NATS_SERVER_VERSION}-alpine"
+# The sidecar that turns a changed ConfigMap into a SIGHUP, as the NATS Helm chart does.
+RELOADER_VERSION: Final = "0.22.1"
+RELOADER_IMAGE: Final = f"docker.io/natsio/nats-server-config-reloader:{RELOADER_VERSION}"
+
+CLIENT_PORT: Final = 4222
+CLUSTER_PORT: Final = 6222
+LEAFNODE_PORT: Final = 7422
+MONITOR_PORT: Final = 8222
+
+FIELD_MANAGER: Final = "fleet-lattice"
+FLEET_ACCOUNT: Final = "FLEET"
+SYSTEM_ACCOUNT: Final = "SYS"
