@@ -31,12 +31,31 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .operator_main import run
+
+    run(namespaces=args.namespace, kubeconfig=args.kubeconfig, address_mode=args.hub_address,
+        peering=args.peering, liveness=args.liveness)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetlattice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     crds = sub.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("--output", "-o", default="crds", help="directory to write <plural>.yaml into")
     crds.set_defaults(func=_cmd_crds)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", "-n", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--kubeconfig", help="kubeconfig to use out of cluster (default: in-cluster, then KUBECONFIG)")
+    run.add_argument("--hub-address", choices=["auto", "dns", "clusterip"], default="auto",
+                     help="how to reach hubs: Service DNS (in cluster) or ClusterIP (out of cluster); auto picks")
+    run.add_argument("--peering", default=None,
+                     help="kopf peering name for HA (several replicas, one active); default: standalone")
+    run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -126,5 +127,7 @@ class FleetHubStatus(StatusBase):
     jetstream: JetStreamUsage | None = Field(None, description="JetStream usage.")
     servers: list[ServerStatus] = Field(default_factory=list, description="Per-server state.")
     config_hash: str = Field("", description="Hash of the rendered nats.conf the servers should run.")
+    config_changed_at: datetime | None = Field(None, description="When the rendered nats.conf last changed.")
+    restart_hash: str = Field("", description="Hash of the settings that need a pod restart to change.")
     client_url: str = Field("", description="In-cluster URL clients use to reach the hub.")
     leafnode_url: str = Field("", description="URL silo leaves dial.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -109,4 +108,3 @@ class FleetStreamStatus(StatusBase):
     first_seq: int = Field(0, description="First sequence in the stream.")
     last_seq: int = Field(0, description="Last sequence in the stream.")
     consumers: int = Field(0, description="Consumers on the stream.")
-    last_synced: datetime | None = Field(None, description="When the live state was last read.")

@@ -23,11 +23,9 @@ class LeafWorkload(ApiModel):
 
     mode: Literal["InCluster", "External"] = Field(
         "InCluster",
-        description="InCluster runs the leaf in this cluster; External only renders a bundle "
+        description="InCluster runs the leaf in this cluster, in the SiloLeaf's namespace (the silo's "
+        "namespace), owned by the SiloLeaf; External only renders a bundle "
         "(fleetlattice leaf export) to apply in the silo's own cluster.",
-    )
-    namespace: ObjectName | None = Field(
-        None, description="Namespace of the in-cluster leaf; defaults to the SiloLeaf's namespace."
     )
     image: str = Field(defaults.NATS_IMAGE, min_length=1, description="Leaf nats-server image.")
 

@@ -1,0 +1,59 @@
+"""Kubernetes condition bookkeeping (pure): lastTransitionTime moves only when status changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Cond:
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+
+    @classmethod
+    def true(cls, type_: str, reason: str, message: str = "") -> Cond:
+        return cls(type_, "True", reason, message)
+
+    @classmethod
+    def false(cls, type_: str, reason: str, message: str = "") -> Cond:
+        return cls(type_, "False", reason, message)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def merge_conditions(
+    current: list[dict[str, Any]] | None, updates: list[Cond], generation: int | None, now: str | None = None
+) -> list[dict[str, Any]]:
+    """Apply `updates` over `current`, keeping conditions not mentioned, ordered by type."""
+    stamp = now or now_iso()
+    by_type = {c["type"]: dict(c) for c in current or []}
+    for cond in updates:
+        previous = by_type.get(cond.type)
+        changed = previous is None or previous.get("status") != cond.status
+        by_type[cond.type] = {
+            "type": cond.type,
+            "status": cond.status,
+            "reason": cond.reason,
+            "message": cond.message,
+            "lastTransitionTime": stamp if changed else previous.get("lastTransitionTime", stamp),
+            **({"observedGeneration": generation} if generation is not None else {}),
+        }
+    return sorted(by_type.values(), key=lambda c: (c["type"] != "Ready", c["type"]))
+
+
+def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    """Owner reference to a custom resource, so Kubernetes garbage-collects its children."""
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }

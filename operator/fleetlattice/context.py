@@ -1,0 +1,32 @@
+"""What the handlers share: one Kubernetes facade, one NATS connection per hub, the latest
+hub scrape (so SiloLeaf status reads it instead of scraping again), and per-hub locks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from .kube import Kube
+from .monitoring import ServerSnapshot
+from .natsconn import HubConnections
+from .render.names import HubRef
+
+
+@dataclass(frozen=True)
+class Settings:
+    resync_seconds: float = 30.0
+    status_seconds: float = 10.0
+    delete_timeout_seconds: float = 120.0
+
+
+@dataclass
+class Context:
+    kube: Kube
+    hubs: HubConnections
+    settings: Settings = field(default_factory=Settings)
+    snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
+    _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
+
+    def config_lock(self, hub: HubRef) -> asyncio.Lock:
+        """Serialises writes of one hub's config: the hub and its SiloLeaves all render it."""
+        return self._config_locks.setdefault(hub, asyncio.Lock())

@@ -1,0 +1,40 @@
+"""FleetHub handlers: apply children on change and on every resync, read status from the servers."""
+
+from __future__ import annotations
+
+import kopf
+
+from ..hub_reconcile import apply_hub, observe_hub
+from ..render.names import HubRef
+from .common import context, write_status
+
+HUBS = "fleethubs.fleet.lattice.dev"
+
+
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
+    ctx = context(memo)
+    hashes = await apply_hub(ctx, dict(body))
+    result = await observe_hub(ctx, dict(body), hashes)
+    write_status(patch, body, result["fields"], result["conditions"])
+
+
+@kopf.on.resume(HUBS)
+@kopf.on.create(HUBS)
+@kopf.on.update(HUBS, field="spec")
+async def hub_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    await _reconcile(body, patch, memo)
+
+
+@kopf.timer(HUBS, interval=10.0, initial_delay=5.0)
+async def hub_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    """Drift repair of the children and fresh status; server-side apply of an unchanged object is a no-op."""
+    await _reconcile(body, patch, memo)
+
+
+@kopf.on.delete(HUBS, optional=True)
+async def hub_deleted(name: str, namespace: str, memo: kopf.Memo, **_: object) -> None:
+    """Children go by garbage collection; only the shared connection needs closing."""
+    ctx = context(memo)
+    hub = HubRef(name, namespace)
+    await ctx.hubs.close(hub)
+    ctx.snapshots.pop(hub, None)

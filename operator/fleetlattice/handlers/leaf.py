@@ -1,0 +1,54 @@
+"""SiloLeaf handlers: credential, hub user and leaf on change and resync; status from the hub's /leafz."""
+
+from __future__ import annotations
+
+import kopf
+
+from ..conditions import Cond
+from ..hub_reconcile import sync_hub_config
+from ..leaf_reconcile import LeafNotReady, apply_leaf, observe_leaf
+from .common import context, write_status
+
+LEAVES = "siloleaves.fleet.lattice.dev"
+
+
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, retry: bool) -> None:
+    ctx = context(memo)
+    try:
+        secret = await apply_leaf(ctx, dict(body))
+    except LeafNotReady as exc:
+        write_status(patch, body, {"connected": False}, [Cond.false("Ready", exc.reason, str(exc))])
+        if retry:
+            raise kopf.TemporaryError(str(exc), delay=10) from exc
+        return
+    fields, conds = observe_leaf(ctx, dict(body), secret)
+    write_status(patch, body, fields, conds)
+
+
+@kopf.on.resume(LEAVES)
+@kopf.on.create(LEAVES)
+@kopf.on.update(LEAVES, field="spec")
+async def leaf_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    await _reconcile(body, patch, memo, retry=True)
+
+
+@kopf.timer(LEAVES, interval=30.0, initial_delay=10.0)
+async def leaf_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    await _reconcile(body, patch, memo, retry=False)
+
+
+@kopf.timer(LEAVES, interval=5.0, initial_delay=5.0)
+async def leaf_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    """Cheap: reads the hub scrape the FleetHub timer already made."""
+    secret = (body.get("status") or {}).get("credentialsSecret")
+    if secret:
+        fields, conds = observe_leaf(context(memo), dict(body), secret)
+        write_status(patch, body, fields, conds)
+
+
+@kopf.on.event(LEAVES)
+async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: object) -> None:
+    """Drop the silo's user from the hub, which disconnects its leaf; children go by garbage
+    collection. No finalizer: if the operator misses this, the hub's resync drops the user anyway."""
+    if type == "DELETED":
+        await sync_hub_config(context(memo), namespace, body["spec"]["hub"])

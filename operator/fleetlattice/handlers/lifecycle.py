@@ -1,0 +1,38 @@
+"""Operator start-up and shutdown: settings, the shared context, closing NATS connections."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from ..context import Context, Settings
+from ..kube import Kube
+from ..natsconn import HubConnections
+
+PREFIX = "fleet.lattice.dev"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: object) -> None:
+    # Our own annotation prefix and finalizer name, not kopf's defaults.
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    mode = os.environ.get("FLEETLATTICE_HUB_ADDRESS", "auto")
+    kube = Kube()
+    memo["ctx"] = Context(kube=kube, hubs=HubConnections(kube, mode), settings=Settings())  # type: ignore[arg-type]
+    logger.info("fleet-lattice operator started (hub address mode: %s)", memo["ctx"].hubs.mode)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: object) -> None:
+    ctx: Context | None = memo.get("ctx")
+    if ctx is not None:
+        await ctx.hubs.close_all()

@@ -1,0 +1,125 @@
+"""FleetHub apply layer: credentials, the rendered config and children, and the servers' status."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from .api.fleethub import FleetHubSpec
+from .api.siloleaf import SiloLeafSpec
+from .conditions import owner_reference
+from .context import Context
+from .credentials import Credential
+from .hub_status import hub_status, parse_time
+from .monitoring import scrape_all
+from .natsconn import OPERATOR_USER, SYSTEM_USER
+from .render.hub_conf import HubUsers, SiloUser, render_hub_conf, restart_hash
+from .render.hub_manifests import render_hub_manifests
+from .render.names import SILO_LABEL, HubRef, SiloRef
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_hub_auth(ctx: Context, hub: HubRef, owner: dict[str, Any]) -> tuple[Credential, Credential]:
+    """The operator's and the system account's users: generated once, kept in `<hub>-auth`."""
+    secret = await ctx.kube.get("Secret", hub.namespace, hub.auth_secret)
+    data = (secret or {}).get("data", {})
+    operator = Credential.from_secret(data, "operator-")
+    system = Credential.from_secret(data, "system-")
+    if operator and system:
+        return operator, system
+    operator = operator or Credential.generate(OPERATOR_USER)
+    system = system or Credential.generate(SYSTEM_USER)
+    await ctx.kube.apply({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": hub.auth_secret, "namespace": hub.namespace, "labels": hub.labels,
+                     "ownerReferences": [owner_reference(owner)]},
+        "data": {**operator.secret_data("operator-"), **system.secret_data("system-")},
+    })
+    return operator, system
+
+
+async def silo_users(ctx: Context, hub: HubRef) -> tuple[SiloUser, ...]:
+    """One user per live SiloLeaf of this hub whose credential exists; the first claimant of a
+    silo name wins, so a duplicate SiloLeaf cannot take over another's identity."""
+    leaves = await ctx.kube.list("SiloLeaf", hub.namespace)
+    # One list call for all credentials, not one get per silo: this runs on every hub resync.
+    secrets = {s["metadata"]["name"]: s.get("data", {})
+               for s in await ctx.kube.list("Secret", hub.namespace, labels=SILO_LABEL)}
+    leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
+    users: dict[str, SiloUser] = {}
+    for leaf in leaves:
+        if leaf["metadata"].get("deletionTimestamp") or leaf.get("spec", {}).get("hub") != hub.name:
+            continue
+        try:
+            spec = SiloLeafSpec.model_validate(leaf["spec"])
+        except ValueError:
+            continue
+        if spec.silo in users:
+            continue
+        cred = Credential.from_secret(secrets.get(SiloRef(spec.silo).credentials_secret, {}))
+        if cred:
+            users[spec.silo] = SiloUser(spec.silo, cred.bcrypt_hash, spec.permissions)
+    return tuple(users[s] for s in sorted(users))
+
+
+def conf_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+async def apply_hub(ctx: Context, body: dict[str, Any]) -> dict[str, str]:
+    """Render and server-side-apply everything the hub owns. Returns the hashes for status."""
+    meta = body["metadata"]
+    hub = HubRef(meta["name"], meta["namespace"])
+    spec = FleetHubSpec.model_validate(body.get("spec") or {})
+    async with ctx.config_lock(hub):
+        operator, system = await ensure_hub_auth(ctx, hub, body)
+        users = HubUsers(operator=(operator.user, operator.bcrypt_hash), system=(system.user, system.bcrypt_hash),
+                         silos=await silo_users(ctx, hub))
+        text = render_hub_conf(hub, spec, users)
+        rhash = restart_hash(hub, spec)
+        for manifest in render_hub_manifests(hub, spec, text, rhash):
+            manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+            await ctx.kube.apply(manifest)
+    return {"configHash": conf_hash(text), "restartHash": rhash}
+
+
+async def sync_hub_config(ctx: Context, namespace: str, hub_name: str) -> bool:
+    """Re-render a hub after its set of silos changed. False if the hub does not exist."""
+    body = await ctx.kube.get("FleetHub", namespace, hub_name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return False
+    await apply_hub(ctx, body)
+    return True
+
+
+async def observe_hub(ctx: Context, body: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
+    """Status fields and conditions from the servers, plus config bookkeeping."""
+    meta = body["metadata"]
+    hub = HubRef(meta["name"], meta["namespace"])
+    spec = FleetHubSpec.model_validate(body.get("spec") or {})
+    status = body.get("status") or {}
+    now = datetime.now(UTC)
+    changed_at = parse_time(status.get("configChangedAt"))
+    if hashes.get("configHash") != status.get("configHash") or changed_at is None:
+        changed_at = now.replace(microsecond=0)
+    pods = await ctx.kube.list("Pod", hub.namespace, labels=",".join(f"{k}={v}" for k, v in hub.selector.items()))
+    targets = [(p["metadata"]["name"], p["status"]["podIP"]) for p in pods
+               if p.get("status", {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
+    snapshots = await scrape_all(sorted(targets), spec.ports.monitoring)
+    ctx.snapshots[hub] = snapshots
+    sts = await ctx.kube.get("StatefulSet", hub.namespace, hub.statefulset) or {}
+    sts_status = sts.get("status", {})
+    rolling = bool(sts) and (
+        sts_status.get("observedGeneration", 0) < sts.get("metadata", {}).get("generation", 0)
+        or sts_status.get("updateRevision") != sts_status.get("currentRevision")
+    )
+    fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling)
+    fields.update(hashes, configChangedAt=changed_at.isoformat().replace("+00:00", "Z"),
+                  clientUrl=hub.client_url(spec.ports.client),
+                  leafnodeUrl=hub.leafnode_url(spec.leafnodes.advertise, spec.ports.leafnodes))
+    return {"fields": fields, "conditions": conds}

@@ -1,0 +1,97 @@
+"""FleetHub status from what its servers report (pure)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from .conditions import Cond
+from .monitoring import ServerSnapshot
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """RFC 3339 with nanoseconds (Go) or seconds (Kubernetes)."""
+    if not value:
+        return None
+    value = value.replace("Z", "+00:00")
+    if "." in value:
+        head, tail = value.split(".", 1)
+        digits = "".join(ch for ch in tail if ch.isdigit())
+        value = f"{head}.{digits[:6]}{tail[len(digits):]}"
+    return datetime.fromisoformat(value)
+
+
+def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None) -> list[str]:
+    """Servers that have not loaded the configuration written at `changed_at`."""
+    if changed_at is None:
+        return []
+    pending = []
+    for snap in snapshots:
+        loaded = parse_time(snap.varz.get("config_load_time"))
+        if loaded is None or loaded < changed_at:
+            pending.append(snap.pod)
+    return pending
+
+
+def hub_status(
+    desired: int,
+    snapshots: list[ServerSnapshot],
+    changed_at: datetime | None,
+    restart_rolling: bool,
+) -> tuple[dict[str, Any], list[Cond]]:
+    healthy = [s for s in snapshots if s.healthy]
+    unhealthy = [s for s in snapshots if not s.healthy]
+    versions = Counter(s.varz.get("version", "") for s in healthy if s.varz.get("version"))
+    js = [s.jsz for s in healthy if s.jsz]
+    fields: dict[str, Any] = {
+        "replicas": desired,
+        "readyReplicas": len(healthy),
+        "ready": f"{len(healthy)}/{desired}",
+        "version": versions.most_common(1)[0][0] if versions else "",
+        "leafConnections": sum(len(s.leafz.get("leafs") or []) for s in healthy),
+        "streams": max((j.get("streams", 0) for j in js), default=0),
+        "jetstream": {
+            "streams": max((j.get("streams", 0) for j in js), default=0),
+            "consumers": max((j.get("consumers", 0) for j in js), default=0),
+            "messages": max((j.get("messages", 0) for j in js), default=0),
+            "bytes": max((j.get("bytes", 0) for j in js), default=0),
+            "memory": sum(j.get("memory", 0) for j in js),
+            "storage": sum(j.get("storage", 0) for j in js),
+        },
+        "servers": [
+            {
+                "name": s.pod,
+                "version": s.varz.get("version", ""),
+                "connections": s.varz.get("connections", 0),
+                "leafnodes": s.varz.get("leafnodes", 0),
+                "configDigest": s.varz.get("config_digest", ""),
+                "configLoadTime": s.varz.get("config_load_time", ""),
+            }
+            for s in snapshots
+        ],
+    }
+    pending = reload_pending(healthy, changed_at)
+    conds: list[Cond] = []
+    if unhealthy:
+        detail = "; ".join(f"{s.pod}: {s.error or 'healthz failing'}" for s in unhealthy)
+        conds.append(Cond.true("Degraded", "ServerUnhealthy", detail))
+    else:
+        conds.append(Cond.false("Degraded", "AllServersHealthy"))
+    if restart_rolling:
+        conds.append(Cond.true("Progressing", "RestartRequired",
+                               "settings that nats-server cannot reload changed; rolling the StatefulSet"))
+    elif len(healthy) < desired:
+        conds.append(Cond.true("Progressing", "ServersStarting", f"{len(healthy)} of {desired} servers ready"))
+    elif pending:
+        conds.append(Cond.true("Progressing", "ReloadPending",
+                               f"waiting for {', '.join(pending)} to reload the new configuration"))
+    else:
+        conds.append(Cond.false("Progressing", "Reconciled", "configuration loaded by every server"))
+    progressing = next((c for c in conds if c.type == "Progressing" and c.status == "True"), None)
+    if progressing is None:
+        digests = sorted({s.varz.get("config_digest", "") for s in healthy} - {""})
+        conds.append(Cond.true("Ready", "ServersReady", f"{desired} server(s) ready, config {', '.join(digests)}"))
+    else:
+        conds.append(Cond.false("Ready", progressing.reason, progressing.message))
+    return fields, conds

@@ -1,0 +1,136 @@
+"""The Kubernetes edge: the sync client, run in worker threads so the event loop never blocks.
+
+Only the calls the operator makes: server-side apply, get, list, delete, status patch, events.
+Paths come from a fixed table instead of API discovery, which costs round-trips at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from .api.kinds import API_VERSION, KINDS
+from .defaults import FIELD_MANAGER
+
+
+@dataclass(frozen=True)
+class Resource:
+    api_version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [prefix]
+        if namespace:
+            parts += ["namespaces", namespace]
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+
+RESOURCES: dict[str, Resource] = {
+    "ConfigMap": Resource("v1", "configmaps"),
+    "Secret": Resource("v1", "secrets"),
+    "Service": Resource("v1", "services"),
+    "Pod": Resource("v1", "pods"),
+    "Event": Resource("v1", "events"),
+    "Namespace": Resource("v1", "namespaces"),
+    "StatefulSet": Resource("apps/v1", "statefulsets"),
+    "Deployment": Resource("apps/v1", "deployments"),
+    "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
+    **{k.kind: Resource(API_VERSION, k.plural) for k in KINDS},
+}
+
+
+def load_config(kubeconfig: str | None = None) -> None:
+    """In cluster when a service account is mounted, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig)
+
+
+class Kube:
+    """Async facade over one ApiClient. Every call runs in a thread."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api = api_client or client.ApiClient()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+            data = response.data
+            return json.loads(data) if data else {}
+
+        return await asyncio.to_thread(call)
+
+    async def apply(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager; forced, since these fields are ours."""
+        resource = RESOURCES[obj["kind"]]
+        meta = obj["metadata"]
+        return await self._call(
+            "PATCH",
+            resource.path(meta.get("namespace"), meta["name"], subresource),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._call("GET", RESOURCES[kind].path(namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, namespace: str | None, *, labels: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", labels)] if labels else []
+        return (await self._call("GET", RESOURCES[kind].path(namespace), query=query)).get("items", [])
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return await self._call("POST", RESOURCES[obj["kind"]].path(meta.get("namespace")), body=obj)
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """True if it was there."""
+        try:
+            await self._call("DELETE", RESOURCES[kind].path(namespace, name), body={"propagationPolicy": "Background"})
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of .status; conditions are replaced whole, which is right for a single owner."""
+        return await self._call(
+            "PATCH",
+            RESOURCES[kind].path(namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )

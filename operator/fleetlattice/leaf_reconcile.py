@@ -1,0 +1,112 @@
+"""SiloLeaf apply layer: the silo's credential, its user on the hub, its leaf, and its status."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from .api.fleethub import FleetHubSpec
+from .api.siloleaf import SiloLeafSpec
+from .conditions import Cond, now_iso, owner_reference
+from .context import Context
+from .credentials import Credential
+from .hub_reconcile import sync_hub_config
+from .render.leaf import leaf_remote_url, render_leaf_manifests
+from .render.names import HubRef, SiloRef
+
+
+class LeafNotReady(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+async def _claimant(ctx: Context, namespace: str, spec: SiloLeafSpec) -> str:
+    """Name of the oldest live SiloLeaf claiming this silo on this hub."""
+    leaves = [
+        leaf for leaf in await ctx.kube.list("SiloLeaf", namespace)
+        if not leaf["metadata"].get("deletionTimestamp")
+        and leaf.get("spec", {}).get("silo") == spec.silo and leaf.get("spec", {}).get("hub") == spec.hub
+    ]
+    leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
+    return leaves[0]["metadata"]["name"] if leaves else ""
+
+
+async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetHubSpec, hub: HubRef) -> str:
+    """Generate the silo's credential once. Deleting the Secret rotates it: a new one is made here,
+    the hub reloads the new hash and the leaf Deployment rolls (its pod template carries the hash)."""
+    spec = SiloLeafSpec.model_validate(body["spec"])
+    silo = SiloRef(spec.silo)
+    namespace = body["metadata"]["namespace"]
+    secret = await ctx.kube.get("Secret", namespace, silo.credentials_secret)
+    data = (secret or {}).get("data", {})
+    cred = Credential.from_secret(data)
+    if cred is None or cred.user != spec.silo:
+        cred = Credential.generate(spec.silo)
+    url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes), cred.user,
+                          cred.password)
+    wanted = {**cred.secret_data(), "url": _b64(url)}
+    if secret is None or any(data.get(k) != v for k, v in wanted.items()):
+        await ctx.kube.apply({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": silo.credentials_secret, "namespace": namespace, "labels": silo.labels,
+                         "ownerReferences": [owner_reference(body)]},
+            "data": wanted,
+        })
+    return silo.credentials_secret
+
+
+async def apply_leaf(ctx: Context, body: dict[str, Any]) -> str:
+    """Everything a SiloLeaf owns. Returns the credentials Secret name."""
+    meta = body["metadata"]
+    namespace = meta["namespace"]
+    spec = SiloLeafSpec.model_validate(body["spec"])
+    hub_body = await ctx.kube.get("FleetHub", namespace, spec.hub)
+    if hub_body is None:
+        raise LeafNotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
+    claimant = await _claimant(ctx, namespace, spec)
+    if claimant and claimant != meta["name"]:
+        raise LeafNotReady("DuplicateSilo", f"silo {spec.silo} already belongs to SiloLeaf {claimant} on this hub")
+    hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
+    hub = HubRef(spec.hub, namespace)
+    secret = await ensure_credential(ctx, body, hub_spec, hub)
+    await sync_hub_config(ctx, namespace, spec.hub)
+    if spec.leaf.mode == "InCluster":
+        for manifest in render_leaf_manifests(spec, namespace, hub_tls=hub_spec.tls.enabled):
+            manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+            await ctx.kube.apply(manifest)
+    return secret
+
+
+def leaf_connection(ctx: Context, namespace: str, spec: SiloLeafSpec) -> dict[str, Any] | None:
+    """The silo's leaf as the hub's latest /leafz scrape lists it, with the server that holds it."""
+    for snap in ctx.snapshots.get(HubRef(spec.hub, namespace), []):
+        for leaf in snap.leafz.get("leafs") or []:
+            if leaf.get("name") == SiloRef(spec.silo).leaf:
+                return {**leaf, "hubServer": snap.pod}
+    return None
+
+
+def observe_leaf(ctx: Context, body: dict[str, Any], secret: str) -> tuple[dict[str, Any], list[Cond]]:
+    namespace = body["metadata"]["namespace"]
+    spec = SiloLeafSpec.model_validate(body["spec"])
+    previous = body.get("status") or {}
+    found = leaf_connection(ctx, namespace, spec)
+    fields: dict[str, Any] = {"credentialsSecret": secret, "connected": found is not None}
+    if found is None:
+        fields.update(rtt="", hubServer="", connectedSince=None)
+        waiting = "the hub has not been scraped yet" if HubRef(spec.hub, namespace) not in ctx.snapshots else (
+            "apply the bundle from `fleetlattice leaf export` in the silo's cluster"
+            if spec.leaf.mode == "External" else "the leaf has not connected to the hub yet")
+        return fields, [Cond.false("Connected", "LeafNotConnected", waiting),
+                        Cond.false("Ready", "LeafNotConnected", waiting)]
+    since = previous.get("connectedSince") if previous.get("connected") else None
+    fields.update(rtt=found.get("rtt", ""), hubServer=found["hubServer"], connectedSince=since or now_iso())
+    message = f"connected to {found['hubServer']} (rtt {found.get('rtt', '?')})"
+    return fields, [Cond.true("Connected", "LeafConnected", message), Cond.true("Ready", "LeafConnected", message)]

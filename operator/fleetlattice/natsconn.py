@@ -1,0 +1,140 @@
+"""One shared NATS connection per hub, as the operator's FLEET-account user, reconnecting forever.
+
+Out of cluster (e2e, a laptop) the Service DNS names do not resolve, so the hub is reached by its
+client Service's ClusterIP; in cluster by DNS. Nothing is written to /etc/hosts or the config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import nats
+from nats.aio.client import Client as NATS
+
+from .credentials import Credential
+from .kube import Kube
+from .render.names import HubRef
+
+log = logging.getLogger(__name__)
+
+AddressMode = Literal["auto", "dns", "clusterip"]
+OPERATOR_USER = "fleet-operator"
+SYSTEM_USER = "sys"
+# A connection that has been reconnecting this long is replaced: the Service may have moved.
+STALE_AFTER_SECONDS = 30.0
+
+
+class HubNotReachable(Exception):
+    """The hub has no address or credentials yet, or refused the connection."""
+
+
+def resolve_mode(mode: AddressMode) -> Literal["dns", "clusterip"]:
+    if mode != "auto":
+        return mode
+    return "dns" if os.environ.get("KUBERNETES_SERVICE_HOST") else "clusterip"
+
+
+@dataclass
+class _Entry:
+    nc: NATS
+    disconnected_since: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class HubConnections:
+    def __init__(self, kube: Kube, mode: AddressMode = "auto") -> None:
+        self.kube = kube
+        self.mode = resolve_mode(mode)
+        self._entries: dict[HubRef, _Entry] = {}
+        self._locks: dict[HubRef, asyncio.Lock] = {}
+
+    async def client_url(self, hub: HubRef) -> str:
+        if self.mode == "dns":
+            return hub.client_url()
+        service = await self.kube.get("Service", hub.namespace, hub.client_service)
+        ip = (service or {}).get("spec", {}).get("clusterIP")
+        if not ip or ip == "None":
+            raise HubNotReachable(f"Service {hub.namespace}/{hub.client_service} has no ClusterIP yet")
+        port = service["spec"]["ports"][0]["port"]
+        return f"nats://{ip}:{port}"
+
+    async def operator_credential(self, hub: HubRef) -> Credential:
+        secret = await self.kube.get("Secret", hub.namespace, hub.auth_secret)
+        cred = Credential.from_secret((secret or {}).get("data", {}), prefix="operator-")
+        if cred is None:
+            raise HubNotReachable(f"Secret {hub.namespace}/{hub.auth_secret} has no operator credential yet")
+        return cred
+
+    async def get(self, hub: HubRef) -> NATS:
+        lock = self._locks.setdefault(hub, asyncio.Lock())
+        async with lock:
+            entry = self._entries.get(hub)
+            if entry and not entry.nc.is_closed:
+                if entry.nc.is_connected:
+                    return entry.nc
+                stale = entry.disconnected_since and time.monotonic() - entry.disconnected_since > STALE_AFTER_SECONDS
+                if not stale:
+                    raise HubNotReachable(f"hub {hub} is reconnecting")
+                await self._drop(hub)
+            nc = await self._connect(hub)
+            return nc
+
+    async def _connect(self, hub: HubRef) -> NATS:
+        url = await self.client_url(hub)
+        cred = await self.operator_credential(hub)
+        entry_ref: list[_Entry] = []
+
+        async def disconnected() -> None:
+            if entry_ref:
+                entry_ref[0].disconnected_since = time.monotonic()
+            log.warning("hub %s: NATS connection lost, reconnecting", hub)
+
+        async def reconnected() -> None:
+            if entry_ref:
+                entry_ref[0].disconnected_since = None
+            log.info("hub %s: NATS connection restored", hub)
+
+        async def error(e: Exception) -> None:
+            log.debug("hub %s: NATS error: %s", hub, e)
+
+        try:
+            nc = await nats.connect(
+                servers=[url],
+                user=cred.user,
+                password=cred.password,
+                name=f"fleet-lattice-operator/{hub.namespace}/{hub.name}",
+                connect_timeout=3,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                allow_reconnect=True,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+        except Exception as exc:  # nats-py raises several unrelated types on connect failure
+            raise HubNotReachable(f"cannot connect to hub {hub} at {url}: {exc}") from exc
+        entry = _Entry(nc)
+        entry_ref.append(entry)
+        self._entries[hub] = entry
+        log.info("hub %s: connected to %s", hub, url)
+        return nc
+
+    async def _drop(self, hub: HubRef) -> None:
+        entry = self._entries.pop(hub, None)
+        if entry and not entry.nc.is_closed:
+            await entry.nc.close()
+
+    async def close(self, hub: HubRef) -> None:
+        async with self._locks.setdefault(hub, asyncio.Lock()):
+            await self._drop(hub)
+
+    async def close_all(self) -> None:
+        for hub in list(self._entries):
+            await self.close(hub)
+
+    def connected(self) -> dict[HubRef, bool]:
+        return {hub: entry.nc.is_connected for hub, entry in self._entries.items()}

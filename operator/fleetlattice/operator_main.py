@@ -1,0 +1,31 @@
+"""`fleetlattice run`: the kopf operator, in or out of cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+
+import kopf
+
+from .kube import load_config
+
+HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream")
+
+
+def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, peering: str | None,
+        liveness: str | None) -> None:
+    if kubeconfig:
+        # kopf's own login reads KUBECONFIG; the handlers' client loads it explicitly.
+        os.environ["KUBECONFIG"] = kubeconfig
+    os.environ["FLEETLATTICE_HUB_ADDRESS"] = address_mode
+    load_config(kubeconfig)
+    for module in HANDLER_MODULES:
+        importlib.import_module(f"fleetlattice.handlers.{module}")
+    asyncio.run(kopf.operator(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=peering is None,
+        peering_name=peering,
+        liveness_endpoint=liveness,
+    ))

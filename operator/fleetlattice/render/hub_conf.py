@@ -1,0 +1,142 @@
+"""The hub's nats.conf, and the hash of the settings that only a restart can change.
+
+Which settings a SIGHUP reload applies (nats-server 2.15; docs.nats.io/reference/config, each checked
+by reloading a running 2.15.1 server):
+
+- reloaded: accounts, users, passwords and permissions (so adding, removing or re-scoping a silo is a
+  reload), max_payload, max_connections, lame_duck_duration, pid_file, client `tls` (also turning it
+  on), cluster routes, leafnode remotes.
+- refused ("config reload not supported"), so they need a restart: port, http_port, cluster
+  port/listen and adding the cluster block, leafnodes port and its tls (turning it on changes the
+  leafnode auth timeout), server_name, jetstream store_dir and domain, max_subscriptions, and
+  *decreasing* max_memory_store / max_file_store (increases reload; any change is treated as restart).
+
+`restart_hash` covers exactly the refused group (plus the image); the apply layer puts it in the pod
+template so only those changes roll the StatefulSet, while everything else is applied by the reloader
+sidecar's SIGHUP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .. import defaults
+from ..api.base import size_bytes
+from ..api.fleethub import FleetHubSpec
+from ..api.siloleaf import ExtraPermissions
+from .layout import CONTAINER_PATHS, LAME_DUCK_SECONDS, ServerPaths
+from .names import HubRef
+from .permissions import JS_DOMAIN, Permissions, silo_permissions
+from .templating import render_template
+
+# Silo credentials serve the leaf (LEAFNODE) and, for tools like `nats` run against the hub, clients.
+SILO_CONNECTION_TYPES = ("LEAFNODE", "STANDARD")
+
+
+class ConfUser(NamedTuple):
+    """A user without permissions of its own (full access within its account)."""
+
+    name: str
+    bcrypt_hash: str
+
+
+@dataclass(frozen=True)
+class SiloUser:
+    """A silo's hub user: the silo name is the user name."""
+
+    silo: str
+    bcrypt_hash: str
+    extra: ExtraPermissions = field(default_factory=ExtraPermissions)
+
+    @property
+    def name(self) -> str:
+        return self.silo
+
+    @property
+    def permissions(self) -> Permissions:
+        return silo_permissions(self.silo, self.extra)
+
+    @property
+    def connection_types(self) -> tuple[str, ...]:
+        return SILO_CONNECTION_TYPES
+
+
+@dataclass(frozen=True)
+class HubUsers:
+    """Every user of a hub. Hashes are inputs (kept in Secrets by the apply layer), so rendering is
+    deterministic; silos are kept sorted so the config, and its hash, do not depend on list order."""
+
+    operator: ConfUser  # the operator's own user (e.g. fleet-operator): full access to account FLEET
+    system: ConfUser  # the system account's user (e.g. sys), for monitoring requests
+    silos: tuple[SiloUser, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [s.silo for s in self.silos]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"silo users must be unique, duplicated: {', '.join(duplicates)}")
+        # Plain (name, hash) pairs are accepted too.
+        object.__setattr__(self, "operator", ConfUser(*self.operator))
+        object.__setattr__(self, "system", ConfUser(*self.system))
+        object.__setattr__(self, "silos", tuple(sorted(self.silos, key=lambda s: s.silo)))
+
+
+def _routes(hub: HubRef, spec: FleetHubSpec) -> list[str]:
+    """Every replica's route URL (a server ignores its own); none for a single server."""
+    if spec.replicas == 1:
+        return []
+    return [f"nats://{hub.pod_host(i)}:{spec.ports.cluster}" for i in range(spec.replicas)]
+
+
+def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: ServerPaths = CONTAINER_PATHS) -> str:
+    """nats.conf of every replica of `hub` (server_name comes from each pod's POD_NAME)."""
+    return render_template(
+        "nats.conf.j2",
+        hub_name=hub.name,
+        ports=spec.ports,
+        paths=paths,
+        lame_duck=f"{LAME_DUCK_SECONDS}s",
+        limits={
+            "max_payload": size_bytes(spec.limits.max_payload),
+            "max_connections": spec.limits.max_connections,
+            "max_subscriptions": spec.limits.max_subscriptions,
+        },
+        jetstream={
+            "max_memory_store": size_bytes(spec.jetstream.max_memory_store),
+            "max_file_store": size_bytes(spec.jetstream.max_file_store),
+        },
+        js_domain=JS_DOMAIN,
+        tls=spec.tls.enabled,
+        routes=_routes(hub, spec),
+        fleet_account=defaults.FLEET_ACCOUNT,
+        system_account=defaults.SYSTEM_ACCOUNT,
+        operator=users.operator,
+        system=users.system,
+        silos=users.silos,
+    )
+
+
+def _restart_settings(hub: HubRef, spec: FleetHubSpec) -> dict[str, Any]:
+    return {
+        "image": spec.image,
+        "serverName": "$POD_NAME",
+        "ports": spec.ports.model_dump(mode="json"),
+        "cluster": {"name": hub.name, "replicas": spec.replicas},
+        "jetstream": {
+            "storeDir": CONTAINER_PATHS.store_dir,
+            "domain": JS_DOMAIN,
+            "maxMemoryStore": size_bytes(spec.jetstream.max_memory_store),
+            "maxFileStore": size_bytes(spec.jetstream.max_file_store),
+        },
+        "maxSubscriptions": spec.limits.max_subscriptions,
+        "tls": spec.tls.enabled,
+    }
+
+
+def restart_hash(hub: HubRef, spec: FleetHubSpec) -> str:
+    """Short sha256 of the settings nats-server cannot reload (see the module docstring)."""
+    canonical = json.dumps(_restart_settings(hub, spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,143 @@
+"""A silo's leaf nats-server: its leaf.conf, the in-cluster workload, and the bundle for a leaf that
+runs in another cluster. The leaf dials the hub as the silo's user, so the hub enforces the silo's
+permissions on everything that crosses; the credential reaches the leaf only through a Secret."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from urllib.parse import quote
+
+from .. import defaults
+from ..api.siloleaf import SiloLeafSpec
+from . import k8s
+from .layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
+from .names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
+from .permissions import silo_permissions
+from .templating import render_template
+
+REMOTE_URL_ENV = "FLEET_LEAF_REMOTE_URL"
+# Key of the credentials Secret holding the remote URL (with the silo's user and password in it).
+REMOTE_URL_KEY = "url"
+_PATHS = CONTAINER_PATHS
+_CLIENT, _MONITOR = "nats", "monitor"
+
+
+def render_leaf_conf(
+    silo: str,
+    hub_tls: bool,
+    paths: ServerPaths = CONTAINER_PATHS,
+    client_port: int = defaults.CLIENT_PORT,
+    monitoring_port: int = defaults.MONITOR_PORT,
+) -> str:
+    """leaf.conf of `silo`'s leaf; with `hub_tls` the remote verifies the hub against the mounted CA."""
+    return render_template(
+        "leaf.conf.j2",
+        silo=silo,
+        server_name=SiloRef(silo).leaf,
+        client_port=client_port,
+        monitoring_port=monitoring_port,
+        url_env=REMOTE_URL_ENV,
+        tls=hub_tls,
+        paths=paths,
+    )
+
+
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pod_annotations(spec: SiloLeafSpec, conf_text: str) -> dict[str, str]:
+    """Changes that must restart the leaf: its own config (a leaf has no reloader sidecar), and the
+    silo's permissions. A hub reload applies changed permissions only to leafnode connections made
+    after it (verified on 2.15.1: the connected leaf keeps the old ones), so the leaf must reconnect."""
+    permissions = json.dumps(silo_permissions(spec.silo, spec.permissions), sort_keys=True)
+    return {CONFIG_CHECKSUM_ANNOTATION: _checksum(conf_text), PERMISSIONS_CHECKSUM_ANNOTATION: _checksum(permissions)}
+
+
+def _deployment(silo: SiloRef, namespace: str, spec: SiloLeafSpec, conf_text: str, hub_tls: bool) -> k8s.Manifest:
+    mounts = [{"name": "config", "mountPath": _PATHS.config_dir}]
+    volumes: list[dict] = [{"name": "config", "configMap": {"name": silo.leaf_config_map}}]
+    if hub_tls:
+        mounts.append({"name": "hub-ca", "mountPath": _PATHS.tls_dir, "readOnly": True})
+        volumes.append(
+            {
+                "name": "hub-ca",
+                "secret": {
+                    "secretName": silo.credentials_secret,
+                    "items": [{"key": TLS_CA_KEY, "path": TLS_CA_KEY}],
+                },
+            }
+        )
+    container = {
+        "name": "nats",
+        "image": spec.leaf.image,
+        "command": ["nats-server", "--config", _PATHS.config_file(LEAF_CONF_KEY)],
+        "env": [k8s.env_from_secret(REMOTE_URL_ENV, silo.credentials_secret, REMOTE_URL_KEY)],
+        "ports": [
+            k8s.container_port(_CLIENT, defaults.CLIENT_PORT),
+            k8s.container_port(_MONITOR, defaults.MONITOR_PORT),
+        ],
+        # No JetStream on the leaf, so the plain /healthz is the whole server's health.
+        "readinessProbe": k8s.http_probe("/healthz", _MONITOR, period=10, failures=3),
+        "livenessProbe": k8s.http_probe("/healthz", _MONITOR, period=30, failures=3),
+        "securityContext": k8s.container_security_context(),
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": k8s.metadata(silo.leaf, namespace, silo.labels),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": silo.selector},
+            "template": {
+                "metadata": {"labels": silo.labels, "annotations": _pod_annotations(spec, conf_text)},
+                "spec": {
+                    "securityContext": k8s.pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, hub_tls: bool) -> list[k8s.Manifest]:
+    """ConfigMap, Deployment and Service of the silo's leaf in `namespace`. The credentials Secret
+    (keys `url`, and `ca.crt` when the hub serves TLS) must exist in that namespace too."""
+    silo = SiloRef(spec.silo)
+    conf_text = render_leaf_conf(spec.silo, hub_tls)
+    ports = [k8s.service_port(_CLIENT, defaults.CLIENT_PORT)]
+    return [
+        k8s.config_map(silo.leaf_config_map, namespace, silo.labels, {LEAF_CONF_KEY: conf_text}),
+        _deployment(silo, namespace, spec, conf_text, hub_tls),
+        k8s.service(silo.leaf, namespace, silo.labels, silo.selector, ports),
+    ]
+
+
+def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, hub_ca: str | None) -> list[k8s.Manifest]:
+    """Everything an External leaf needs, for `kubectl apply` in the silo's own cluster: the credentials
+    Secret (only the remote URL, plus the hub's CA when the hub serves TLS), then the leaf's objects."""
+    silo = SiloRef(spec.silo)
+    data = {REMOTE_URL_KEY: remote_url}
+    if hub_ca is not None:
+        data[TLS_CA_KEY] = hub_ca
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": k8s.metadata(silo.credentials_secret, namespace, silo.labels),
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+    return [secret, *render_leaf_manifests(spec, namespace, hub_tls=hub_ca is not None)]
+
+
+def leaf_remote_url(leafnode_url: str, silo: str, password: str) -> str:
+    """The value of the credentials Secret's `url` key: the hub's leafnode URL with the silo's user and
+    password as userinfo (percent-encoded; nats-server decodes it)."""
+    scheme, sep, hostport = leafnode_url.partition("://")
+    if not sep:
+        raise ValueError(f"leafnode URL {leafnode_url!r} has no scheme")
+    return f"{scheme}://{quote(silo, safe='')}:{quote(password, safe='')}@{hostport}"

@@ -1,0 +1,98 @@
+"""Silo-scoped permissions of a silo's credential on the hub (DESIGN.md, Security).
+
+Allow-lists only: anything not listed is denied, so one silo can never publish another silo's
+`done` or receive another silo's `request`. The lists are from the silo's point of view (what
+its clients may publish / receive); nats-server applies a hub user's permissions to a leafnode
+connection in that same direction (verified with real servers in test_render_runtime.py).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from ..api.siloleaf import ExtraPermissions
+
+INSTALL_STREAM = "FLEET_INSTALL"
+STATE_BUCKET = "FLEET_STATE"
+# The hub's JetStream domain. A leafnode connection never carries the plain `$JS.API.>` (nor `$KV.>`):
+# nats-server denies both on every leafnode whose two ends are not one extended JetStream domain.
+# Naming the hub's domain makes it install `$JS.<domain>.API.>` -> `$JS.API.>` in its accounts, so
+# silo agents reach the hub's JetStream from behind their leaf with nats-py `jetstream(domain=JS_DOMAIN)`.
+JS_DOMAIN = "fleet"
+
+
+class _AllowList(TypedDict):
+    allow: list[str]
+
+
+class Permissions(TypedDict):
+    """The `permissions` map of a nats-server user."""
+
+    publish: _AllowList
+    subscribe: _AllowList
+
+
+_JS_DOMAIN_API = f"$JS.{JS_DOMAIN}.API"
+
+
+def agent_durable(silo: str) -> str:
+    """Durable name of the silo agent's pull consumer on the install stream."""
+    return f"agent-{silo}"
+
+
+def inbox_prefix(silo: str) -> str:
+    """Per-silo reply inbox prefix; agents connect with nats-py `inbox_prefix=inbox_prefix(silo).encode()`.
+    The default `_INBOX.>` would be shared by every silo, letting one read another's replies."""
+    return f"_INBOX_{silo}"
+
+
+def _publish(silo: str) -> list[str]:
+    durable = agent_durable(silo)
+    return [
+        *(f"fleet.install.{silo}.{verb}" for verb in ("progress", "done", "failed", "scrubbed")),
+        f"fleet.events.{silo}.>",
+        f"fleet.state.{silo}",
+        f"fleet.state.{silo}.>",
+        f"$KV.{STATE_BUCKET}.{silo}",
+        f"$KV.{STATE_BUCKET}.{silo}.>",
+        f"fleet.{silo}.scan.request",
+        f"fleet.{silo}.audit.finding",
+        # The minimum JetStream API for the agent's pull consumer: fetch, look it up, ack.
+        *_consumer_api(durable),
+        f"$JS.ACK.{INSTALL_STREAM}.{durable}.>",
+    ]
+
+
+def _consumer_api(durable: str) -> list[str]:
+    """Fetch and info of the agent's consumer, in both API forms: through a leafnode only the domain
+    form `$JS.<domain>.API` passes; on a direct (STANDARD) connection the hub checks the subject after
+    mapping it to the plain `$JS.API`, so that form must be allowed too. Both name this one consumer."""
+    return [
+        f"{api}.CONSUMER.{op}.{INSTALL_STREAM}.{durable}"
+        for api in (_JS_DOMAIN_API, "$JS.API")
+        for op in ("MSG.NEXT", "INFO")
+    ]
+
+
+def _subscribe(silo: str) -> list[str]:
+    return [
+        # Replies (JetStream API answers, fetched messages, request/reply) land on the silo's own inboxes.
+        f"{inbox_prefix(silo)}.>",
+        f"fleet.install.{silo}.request",
+        f"fleet.install.{silo}.scrub",
+        f"fleet.{silo}.scan.result",
+    ]
+
+
+def _merged(base: list[str], extra: list[str]) -> list[str]:
+    """Base subjects first (in their fixed order), then extras not already present, deduplicated."""
+    return list(dict.fromkeys([*base, *extra]))
+
+
+def silo_permissions(silo: str, extra: ExtraPermissions | None = None) -> Permissions:
+    """nats-server permissions for silo `silo`, plus the SiloLeaf's spec.permissions extras."""
+    extra = extra or ExtraPermissions()
+    return {
+        "publish": {"allow": _merged(_publish(silo), extra.publish)},
+        "subscribe": {"allow": _merged(_subscribe(silo), extra.subscribe)},
+    }

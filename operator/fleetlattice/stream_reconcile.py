@@ -1,0 +1,90 @@
+"""FleetStream apply layer: create, update in place, refuse immutable changes, mirror live state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from nats.js.errors import APIError, NotFoundError
+
+from .api.fleetstream import FleetStreamSpec
+from .conditions import Cond
+from .context import Context
+from .natsconn import HubNotReachable
+from .render.names import HubRef
+from .render.stream import immutable_changes, render_consumer_configs, render_stream_config, stream_config_diff
+
+log = logging.getLogger(__name__)
+JS_TIMEOUT = 5.0
+
+
+class StreamNotReady(Exception):
+    """Worth retrying soon: the hub is missing or unreachable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+async def _jetstream(ctx: Context, namespace: str, spec: FleetStreamSpec):
+    hub = HubRef(spec.hub, namespace)
+    if await ctx.kube.get("FleetHub", namespace, spec.hub) is None:
+        raise StreamNotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
+    try:
+        nc = await ctx.hubs.get(hub)
+    except HubNotReachable as exc:
+        raise StreamNotReady("HubUnavailable", str(exc)) from exc
+    return nc.jetstream(timeout=JS_TIMEOUT)
+
+
+def live_fields(name: str, info: Any) -> dict[str, Any]:
+    state = info.state
+    return {
+        "streamName": name,
+        "messages": state.messages,
+        "bytes": state.bytes,
+        "firstSeq": state.first_seq,
+        "lastSeq": state.last_seq,
+        "consumers": state.consumer_count,
+    }
+
+
+async def reconcile_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) -> tuple[dict[str, Any], list[Cond]]:
+    """Make the server match the spec where NATS allows it; say exactly why where it does not."""
+    js = await _jetstream(ctx, namespace, spec)
+    desired = render_stream_config(spec)
+    name = desired.name
+    try:
+        try:
+            info = await js.stream_info(name)
+        except NotFoundError:
+            info = await js.add_stream(desired)
+            log.info("created stream %s on hub %s/%s", name, namespace, spec.hub)
+        else:
+            diff = stream_config_diff(desired, info.config)
+            refused = immutable_changes(diff)
+            if refused:
+                message = "NATS cannot change " + "; ".join(refused) + " on a live stream; the stream was left as it is"
+                return live_fields(name, info), [Cond.false("Ready", "ImmutableFieldChanged", message)]
+            if diff:
+                info = await js.update_stream(desired)
+                log.info("updated stream %s: %s", name, ", ".join(sorted(diff)))
+        for consumer in render_consumer_configs(spec):
+            await js.add_consumer(name, consumer)
+        info = await js.stream_info(name)
+    except APIError as exc:
+        message = f"{exc.description or exc} (code {exc.err_code})"
+        return {"streamName": name}, [Cond.false("Ready", "JetStreamError", message)]
+    kind = "bucket" if spec.kind == "KeyValue" else "stream"
+    return live_fields(name, info), [Cond.true("Ready", "InSync", f"{kind} {name} matches the spec")]
+
+
+async def delete_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) -> bool:
+    """True when the stream is gone (or was never there)."""
+    js = await _jetstream(ctx, namespace, spec)
+    name = render_stream_config(spec).name
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(name)
+    log.info("deleted stream %s (deletionPolicy Delete)", name)
+    return True
