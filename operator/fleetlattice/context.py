@@ -4,8 +4,10 @@ hub scrape (so SiloLeaf status reads it instead of scraping again), and per-hub 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 
+from .install_bus import InstallStore
 from .kube import Kube
 from .monitoring import ServerSnapshot
 from .natsconn import HubConnections
@@ -23,8 +25,11 @@ class Settings:
 class Context:
     kube: Kube
     hubs: HubConnections
+    installs: InstallStore
     settings: Settings = field(default_factory=Settings)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
+    # (report kind, outcome) -> count, e.g. ("done", "applied"); exported as metrics.
+    bus_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
 
     def config_lock(self, hub: HubRef) -> asyncio.Lock:

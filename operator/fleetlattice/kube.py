@@ -126,6 +126,13 @@ class Kube:
             raise
         return True
 
+    async def replace_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT .status with the object's resourceVersion: fails with 409 if anyone wrote in between,
+        so a read-modify-write of status never loses another writer's change."""
+        meta = obj["metadata"]
+        return await self._call("PUT", RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"], "status"),
+                                body=obj)
+
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch of .status; conditions are replaced whole, which is right for a single owner."""
         return await self._call(

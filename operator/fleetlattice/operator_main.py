@@ -10,7 +10,7 @@ import kopf
 
 from .kube import load_config
 
-HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream")
+HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream", "install")
 
 
 def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, peering: str | None,

@@ -32,7 +32,8 @@ def test_every_field_is_typed_and_described(kind: Kind) -> None:
     root = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for section in ("spec", "status"):
         for path, node in _walk(root["properties"][section], section):
-            assert "$ref" not in node and "anyOf" not in node, f"{path} is not structural"
+            assert "$ref" not in node, f"{path} is not structural"
+            assert "anyOf" not in node, f"{path} is not structural"
             assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
             if not path.endswith("[]"):
                 assert node.get("description"), f"{kind.kind} {path} has no description"

@@ -41,7 +41,8 @@ class HubTLS(ApiModel):
 
 
 class HubLimits(ApiModel):
-    """Server limits; all of them are applied by config reload, without restarting pods."""
+    """Server limits. maxPayload and maxConnections reach running servers by config reload;
+    nats-server cannot reload maxSubscriptions, so changing it rolls the hub pods."""
 
     max_payload: Size = Field("1Mi", description="Largest message a client may publish, e.g. 1Mi.")
     max_connections: int = Field(65536, ge=1, description="Most client connections per server.")

@@ -42,6 +42,21 @@ _STREAM_RULES = (
         lambda s: s.kind == "Stream" or s.retention == "Limits",
     ),
     Rule(
+        "self.kind == 'Stream' || size(self.subjects) <= 1",
+        "subjects: a KeyValue bucket takes at most one extra subject (one subject transform per stream)",
+        lambda s: s.kind == "Stream" or len(s.subjects) <= 1,
+    ),
+    Rule(
+        "self.kind == 'Stream' || self.subjects.all(x, x.endsWith('>') || x.contains('*'))",
+        "subjects: a KeyValue bucket's extra subject needs a wildcard, e.g. fleet.state.>, to map onto keys",
+        lambda s: s.kind == "Stream" or all(x.endswith(">") or "*" in x for x in s.subjects),
+    ),
+    Rule(
+        "self.kind == 'Stream' || !has(self.maxMsgsPerSubject)",
+        "maxMsgsPerSubject is not valid for kind KeyValue: use history",
+        lambda s: s.kind == "Stream" or s.max_msgs_per_subject is None,
+    ),
+    Rule(
         "self.kind == 'Stream' || size(self.consumers) == 0",
         "consumers are only valid for kind Stream",
         lambda s: s.kind == "Stream" or not s.consumers,

@@ -52,7 +52,9 @@ class HistoryEntry(StatusModel):
 
     time: datetime = Field(description="When the operator received the report.")
     attempt: int = Field(description="Attempt the report belongs to.")
-    kind: Literal["request", "progress", "done", "failed", "timeout", "retry"] = Field(description="Kind of report.")
+    kind: Literal["request", "progress", "done", "failed", "timeout", "scrub", "scrubbed"] = Field(
+        description="Kind of report."
+    )
     step: str = Field("", description="Step name.")
     message: str = Field("", description="Message or error.")
 
@@ -97,3 +99,6 @@ class SiloInstallStatus(StatusBase):
     started_at: datetime | None = Field(None, description="When the first attempt was published.")
     completed_at: datetime | None = Field(None, description="When the install reached a final phase.")
     next_attempt_at: datetime | None = Field(None, description="When the next retry will be published.")
+    scrub_request_id: str = Field("", description="requestId of the scrub sent on delete.")
+    scrubbed_at: datetime | None = Field(None, description="When the agent confirmed the scrub.")
+    last_heartbeat: datetime | None = Field(None, description="Last heartbeat of the silo's agent (FLEET_STATE).")

@@ -8,6 +8,7 @@ import os
 import kopf
 
 from ..context import Context, Settings
+from ..install_bus import InstallStore
 from ..kube import Kube
 from ..natsconn import HubConnections
 
@@ -27,7 +28,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     settings.networking.request_timeout = 60
     mode = os.environ.get("FLEETLATTICE_HUB_ADDRESS", "auto")
     kube = Kube()
-    memo["ctx"] = Context(kube=kube, hubs=HubConnections(kube, mode), settings=Settings())  # type: ignore[arg-type]
+    hubs = HubConnections(kube, mode)  # type: ignore[arg-type]
+    memo["ctx"] = Context(kube=kube, hubs=hubs, installs=InstallStore(kube), settings=Settings())
     logger.info("fleet-lattice operator started (hub address mode: %s)", memo["ctx"].hubs.mode)
 
 

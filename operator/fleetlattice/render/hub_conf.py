@@ -4,12 +4,14 @@ Which settings a SIGHUP reload applies (nats-server 2.15; docs.nats.io/reference
 by reloading a running 2.15.1 server):
 
 - reloaded: accounts, users, passwords and permissions (so adding, removing or re-scoping a silo is a
-  reload), max_payload, max_connections, lame_duck_duration, pid_file, client `tls` (also turning it
-  on), cluster routes, leafnode remotes.
+  reload), max_payload, max_connections, pid_file, client `tls` (also turning it on), cluster routes,
+  leafnode remotes. (A connected leaf keeps the permissions it had when it connected; the leaf
+  manifests roll the leaf when its silo's permissions change.)
 - refused ("config reload not supported"), so they need a restart: port, http_port, cluster
   port/listen and adding the cluster block, leafnodes port and its tls (turning it on changes the
-  leafnode auth timeout), server_name, jetstream store_dir and domain, max_subscriptions, and
-  *decreasing* max_memory_store / max_file_store (increases reload; any change is treated as restart).
+  leafnode auth timeout), server_name, jetstream store_dir and domain, max_subscriptions,
+  lame_duck_duration, and *decreasing* max_memory_store / max_file_store (increases reload; any change
+  is treated as a restart).
 
 `restart_hash` covers exactly the refused group (plus the image); the apply layer puts it in the pod
 template so only those changes roll the StatefulSet, while everything else is applied by the reloader
@@ -132,6 +134,7 @@ def _restart_settings(hub: HubRef, spec: FleetHubSpec) -> dict[str, Any]:
             "maxFileStore": size_bytes(spec.jetstream.max_file_store),
         },
         "maxSubscriptions": spec.limits.max_subscriptions,
+        "lameDuckSeconds": LAME_DUCK_SECONDS,
         "tls": spec.tls.enabled,
     }
 

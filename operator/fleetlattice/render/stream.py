@@ -8,6 +8,7 @@ deny delete, discard New, direct get, per-message TTL), plus extra subjects mapp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -169,8 +170,6 @@ _CONTROLLED = (
     "allow_direct",
     "allow_msg_ttl",
 )
-
-
 _BOOLEANS = frozenset({"allow_rollup_hdrs", "deny_delete", "allow_direct", "allow_msg_ttl"})
 # Fields where an unset desired value is itself the desired state (no description, no transform).
 _UNSET_IS_A_VALUE = frozenset({"description", "subject_transform"})
@@ -178,8 +177,8 @@ _UNSET_IS_A_VALUE = frozenset({"description", "subject_transform"})
 
 def _normal(field: str, value: Any) -> Any:
     """One representation per meaning: enums as their string, lists order-free, floats to the
-    nanosecond the server stores, a transform as (src, dest), an empty string as unset, booleans
-    with unset as false (the server omits false ones)."""
+    nanosecond the server stores, a transform as (src, dest), an empty string as unset, an unset
+    boolean as false."""
     if field in _BOOLEANS:
         return bool(value)
     if isinstance(value, Enum):
@@ -219,30 +218,29 @@ def _switched_off(live: Any, desired: Any) -> bool:
     return bool(live) and not bool(desired)
 
 
-# What nats-server 2.15 refuses in a stream update (each tried against a live server).
-_IMMUTABLE = {
-    "name": lambda live, desired: True,
-    "storage": lambda live, desired: True,
-    "retention": _retention_change,
-    "deny_delete": _switched_off,
-    "allow_msg_ttl": _switched_off,
-}
-_IMMUTABLE_REASON = {
-    "name": "name can not change",
-    "storage": "storage type can not change",
-    "retention": "retention can not change to or from WorkQueue",
-    "deny_delete": "deny delete can not be turned off",
-    "allow_msg_ttl": "per-message TTL can not be turned off",
+def _any_change(live: Any, desired: Any) -> bool:
+    return True
+
+
+# What nats-server 2.15 refuses in a stream update (each tried against a live server): field ->
+# (is this change refused?, why).
+_IMMUTABLE: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "name": (_any_change, "name can not change"),
+    "storage": (_any_change, "storage type can not change"),
+    "retention": (_retention_change, "retention can not change to or from WorkQueue"),
+    "deny_delete": (_switched_off, "deny delete can not be turned off"),
+    "allow_msg_ttl": (_switched_off, "per-message TTL can not be turned off"),
 }
 
 
 def immutable_changes(diff: dict[str, tuple[Any, Any]]) -> list[str]:
     """Human-readable reasons NATS would refuse to apply `diff` as an update (empty: update is fine)."""
-    return [
-        f"{_IMMUTABLE_REASON[field]} ({_normal(field, live)} -> {_normal(field, desired)})"
-        for field, (live, desired) in diff.items()
-        if field in _IMMUTABLE and _IMMUTABLE[field](live, desired)
-    ]
+    reasons = []
+    for field, (live, desired) in diff.items():
+        refused, why = _IMMUTABLE.get(field, (None, ""))
+        if refused is not None and refused(live, desired):
+            reasons.append(f"{why} ({_normal(field, live)} -> {_normal(field, desired)})")
+    return reasons
 
 
 def config_dict(config: StreamConfig | ConsumerConfig) -> dict[str, Any]:

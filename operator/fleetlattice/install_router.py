@@ -1,0 +1,83 @@
+"""Which SiloInstall an agent report belongs to (pure). The subject names the silo; a requestId
+names the install (its uid prefix) and must belong to that same silo, so one silo can never
+complete another silo's install even with a valid requestId."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .api.messages import MAX_MESSAGE_BYTES
+
+REPORT_KINDS = ("progress", "done", "failed", "scrubbed")
+UID_LENGTH = 36
+
+
+@dataclass(frozen=True)
+class InstallKey:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class IndexedInstall:
+    """What the router needs of a SiloInstall, kept in a kopf index."""
+
+    key: InstallKey
+    silo: str
+    phase: str
+    requested_at: str
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str
+    payload: Any = None
+    install: InstallKey | None = None
+    outcome: str = ""  # set when the report cannot be applied: ignored-invalid | unknown-request
+    detail: str = ""
+
+
+def parse_subject(subject: str) -> tuple[str, str] | None:
+    """fleet.install.<silo>.<kind> -> (silo, kind)."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["fleet", "install"] or parts[3] not in REPORT_KINDS:
+        return None
+    return parts[2], parts[3]
+
+
+def route(
+    subject: str,
+    data: bytes,
+    namespace: str,
+    by_uid: Mapping[str, Iterable[IndexedInstall]],
+    by_silo: Mapping[tuple[str, str], Iterable[IndexedInstall]],
+) -> Route:
+    parsed = parse_subject(subject)
+    if parsed is None:
+        return Route("unknown", outcome="ignored-invalid", detail=f"unexpected subject {subject}")
+    silo, kind = parsed
+    if len(data) > MAX_MESSAGE_BYTES:
+        return Route(kind, outcome="ignored-invalid", detail=f"{len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Route(kind, outcome="ignored-invalid", detail=f"not JSON: {exc}")
+    if not isinstance(payload, dict):
+        return Route(kind, outcome="ignored-invalid", detail="not a JSON object")
+    rid = payload.get("requestId")
+    if rid is not None:
+        if not isinstance(rid, str):
+            return Route(kind, outcome="ignored-invalid", detail="requestId is not a string")
+        owners = [i for i in by_uid.get(rid[:UID_LENGTH], ()) if i.key.namespace == namespace and i.silo == silo]
+        if not owners:
+            return Route(kind, outcome="unknown-request", detail=f"no install of silo {silo} has requestId {rid}")
+        return Route(kind, payload, owners[0].key)
+    wanted = {"Scrubbing"} if kind == "scrubbed" else {"Pending", "Requested", "InProgress"}
+    active = [i for i in by_silo.get((namespace, silo), ()) if i.phase in wanted]
+    if not active:
+        return Route(kind, outcome="unknown-request", detail=f"silo {silo} has no active install")
+    # Seed-style reports carry no requestId: the most recently requested install is the active one.
+    return Route(kind, payload, max(active, key=lambda i: i.requested_at).key)

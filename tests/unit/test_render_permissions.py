@@ -1,0 +1,92 @@
+"""Silo-scoped permissions: each silo reaches only its own subjects."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.render.permissions import agent_durable, inbox_prefix, silo_permissions
+
+SILOS = ("ct-fac", "msclo", "forge")
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: '*' is one token, a trailing '>' one or more."""
+    pattern_tokens, subject_tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(subject_tokens) > i
+        if i >= len(subject_tokens) or token not in ("*", subject_tokens[i]):
+            return False
+    return len(pattern_tokens) == len(subject_tokens)
+
+
+def allowed(silo: str, direction: str, subject: str) -> bool:
+    return any(matches(p, subject) for p in silo_permissions(silo)[direction]["allow"])
+
+
+@pytest.mark.parametrize("silo", SILOS)
+def test_own_subjects_are_allowed(silo: str) -> None:
+    for subject in (
+        f"fleet.install.{silo}.progress",
+        f"fleet.install.{silo}.done",
+        f"fleet.install.{silo}.failed",
+        f"fleet.install.{silo}.scrubbed",
+        f"fleet.events.{silo}.boot",
+        f"fleet.events.{silo}.pod.ready",
+        f"fleet.state.{silo}",
+        f"fleet.state.{silo}.gpu",
+        f"fleet.{silo}.scan.request",
+        f"fleet.{silo}.audit.finding",
+        f"$JS.fleet.API.CONSUMER.MSG.NEXT.FLEET_INSTALL.{agent_durable(silo)}",
+        f"$JS.ACK.FLEET_INSTALL.{agent_durable(silo)}.1.2.3.4.5",
+    ):
+        assert allowed(silo, "publish", subject), subject
+    for subject in (
+        f"fleet.install.{silo}.request",
+        f"fleet.install.{silo}.scrub",
+        f"fleet.{silo}.scan.result",
+        f"{inbox_prefix(silo)}.abc.1",
+    ):
+        assert allowed(silo, "subscribe", subject), subject
+
+
+@pytest.mark.parametrize("silo", SILOS)
+@pytest.mark.parametrize("other", SILOS)
+def test_other_silos_subjects_are_denied(silo: str, other: str) -> None:
+    if silo == other:
+        return
+    for subject in (
+        f"fleet.install.{other}.done",
+        f"fleet.install.{other}.progress",
+        f"fleet.events.{other}.boot",
+        f"fleet.state.{other}",
+        f"$KV.FLEET_STATE.{other}",
+        f"$JS.fleet.API.CONSUMER.MSG.NEXT.FLEET_INSTALL.{agent_durable(other)}",
+        f"$JS.ACK.FLEET_INSTALL.{agent_durable(other)}.1.2.3.4.5",
+        f"fleet.install.{silo}.request",  # a silo never fakes its own requests either
+    ):
+        assert not allowed(silo, "publish", subject), subject
+    for subject in (f"fleet.install.{other}.request", f"fleet.install.{other}.scrub", f"{inbox_prefix(other)}.x"):
+        assert not allowed(silo, "subscribe", subject), subject
+
+
+def test_nothing_outside_the_allow_lists_and_no_broad_wildcards() -> None:
+    perms = silo_permissions("ct-fac")
+    for direction in ("publish", "subscribe"):
+        assert set(perms[direction]) == {"allow"}
+        for pattern in perms[direction]["allow"]:
+            assert "ct-fac" in pattern, pattern
+    assert not allowed("ct-fac", "publish", "$JS.API.STREAM.DELETE.FLEET_INSTALL")
+    assert not allowed("ct-fac", "subscribe", "_INBOX.abc")
+
+
+def test_extras_are_appended_once() -> None:
+    extra = ExtraPermissions(
+        publish=["fleet.mdsms.ct-fac.ingest", "fleet.events.ct-fac.>"], subscribe=["fleet.campfire.>"]
+    )
+    perms = silo_permissions("ct-fac", extra)
+    assert perms["publish"]["allow"][-1] == "fleet.mdsms.ct-fac.ingest"
+    assert perms["publish"]["allow"].count("fleet.events.ct-fac.>") == 1
+    assert perms["subscribe"]["allow"][-1] == "fleet.campfire.>"
+    assert silo_permissions("ct-fac") == silo_permissions("ct-fac", ExtraPermissions())
