@@ -1,0 +1,145 @@
+"""Helpers the fleet e2e tests share: the operator as a real process, the custom resources through
+kubectl, and NATS clients that reach the hub from the host by its Service's ClusterIP."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from kubehelpers import Kubectl
+from nats.aio.client import Client as NATS
+from waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class OperatorProcess:
+    """`fleetlattice run` out of cluster, logging to a file the tests print on failure."""
+
+    kubeconfig: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetlattice.cli", "run", "--kubeconfig", str(self.kubeconfig),
+             "--hub-address", "clusterip", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        wait_for(self._alive, 60, "operator liveness endpoint")
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.log_tail()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+            return response.status == 200
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 80) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def apply_crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
+
+
+def get(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return kubectl.json("get", kind, name, "-n", namespace)
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def is_ready(kubectl: Kubectl, kind: str, name: str, namespace: str) -> bool:
+    return condition(get(kubectl, kind, name, namespace), "Ready").get("status") == "True"
+
+
+def secret_value(kubectl: Kubectl, namespace: str, name: str, key: str) -> str:
+    data = kubectl.json("get", "secret", name, "-n", namespace)["data"]
+    return base64.b64decode(data[key]).decode()
+
+
+def service_url(kubectl: Kubectl, namespace: str, service: str) -> str:
+    svc = kubectl.json("get", "service", service, "-n", namespace)
+    return f"nats://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+
+
+@dataclass
+class Hub:
+    """A FleetHub as a test reaches it from the host."""
+
+    kubectl: Kubectl
+    namespace: str
+    name: str = "eose-hub"
+
+    @property
+    def url(self) -> str:
+        return service_url(self.kubectl, self.namespace, self.name)
+
+    def operator_credential(self) -> tuple[str, str]:
+        secret = f"{self.name}-auth"
+        return (secret_value(self.kubectl, self.namespace, secret, "operator-user"),
+                secret_value(self.kubectl, self.namespace, secret, "operator-password"))
+
+    def silo_credential(self, silo: str) -> tuple[str, str]:
+        secret = f"siloleaf-{silo}-credentials"
+        return (secret_value(self.kubectl, self.namespace, secret, "user"),
+                secret_value(self.kubectl, self.namespace, secret, "password"))
+
+    async def connect(self, user: str, password: str, **options: Any) -> NATS:
+        return await nats.connect(self.url, user=user, password=password, connect_timeout=5,
+                                  max_reconnect_attempts=2, **options)
+
+    async def connect_operator(self) -> NATS:
+        return await self.connect(*self.operator_credential())
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self.kubectl.json("get", "pods", "-n", self.namespace, "-l",
+                                 f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=hub")["items"]
+
+
+def pod_identities(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """name -> (uid, restarts of the nats container): equal before and after means no restart."""
+    result = {}
+    for pod in pods:
+        restarts = sum(c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses", [])
+                       if c["name"] == "nats")
+        result[pod["metadata"]["name"]] = (pod["metadata"]["uid"], restarts)
+    return result

@@ -1,0 +1,242 @@
+"""The operator against a real API server and real nats-server pods: the example fleet comes up,
+leaves connect, permissions hold, reloads do not restart, drift is repaired, restarts are no-ops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubehelpers import Kubectl, create_namespace, delete_namespace
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import RetentionPolicy, StorageType
+from waiting import wait_for
+
+from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities
+
+pytestmark = pytest.mark.e2e
+
+FLEET_FILES = [p for p in sorted(EXAMPLES.glob("*.yaml")) if not p.name.startswith("siloinstall")]
+STREAMS = {"FLEET_EVENTS": "fleet-events", "KV_FLEET_STATE": "fleet-state", "FLEET_INSTALL": "fleet-install",
+           "FLEET_MDSMS": "fleet-mdsms", "FLEET_LEAN": "fleet-lean"}
+
+
+@pytest.fixture(scope="module")
+def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
+    """The example fleet in its own namespace, up and Ready."""
+    namespace = create_namespace(kubectl, "fleet")
+    for path in FLEET_FILES:
+        kubectl("apply", "-n", namespace, "-f", str(path))
+    hub = Hub(kubectl, namespace)
+    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "FleetHub eose-hub Ready")
+    for stream in STREAMS.values():
+        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"FleetStream {stream} Ready")
+    yield hub
+    delete_namespace(kubectl, namespace)
+
+
+def test_hub_status_reads_the_real_servers(fleet: Hub, kubectl: Kubectl) -> None:
+    status = get(kubectl, "fleethub", fleet.name, fleet.namespace)["status"]
+    assert status["ready"] == "1/1"
+    assert status["version"] == "2.15.1"
+    assert status["observedGeneration"] == 1
+    assert status["servers"][0]["configDigest"].startswith("sha256:")
+    assert condition({"status": status}, "Degraded")["status"] == "False"
+    table = kubectl("get", "fleethub", "-n", fleet.namespace).stdout
+    assert "1/1" in table
+    assert "2.15.1" in table
+
+
+async def test_streams_have_the_spec_config_on_the_server(fleet: Hub) -> None:
+    nc = await fleet.connect_operator()
+    try:
+        js = nc.jetstream()
+        events = (await js.stream_info("FLEET_EVENTS")).config
+        assert events.subjects == ["fleet.events.>"]
+        assert events.max_age == 7 * 86400
+        assert events.retention == RetentionPolicy.LIMITS
+        assert events.storage == StorageType.FILE
+        install = (await js.stream_info("FLEET_INSTALL")).config
+        assert install.retention == RetentionPolicy.WORK_QUEUE
+        mdsms = (await js.stream_info("FLEET_MDSMS")).config
+        assert (mdsms.retention, mdsms.max_age) == (RetentionPolicy.INTEREST, 86400)
+        lean = (await js.stream_info("FLEET_LEAN")).config
+        assert lean.max_age == 30 * 86400
+        state = (await js.stream_info("KV_FLEET_STATE")).config
+        assert state.max_msgs_per_subject == 5
+        assert "fleet.state.>" in state.subjects
+    finally:
+        await nc.close()
+
+
+async def test_plain_publish_lands_in_the_state_bucket(fleet: Hub) -> None:
+    nc = await fleet.connect_operator()
+    try:
+        await nc.publish("fleet.state.ct-fac", b'{"pods":6,"health":"ok"}')
+        await nc.flush()
+        kv = await nc.jetstream().key_value("FLEET_STATE")
+        entry = await kv.get("ct-fac")
+        assert json.loads(entry.value) == {"pods": 6, "health": "ok"}
+    finally:
+        await nc.close()
+
+
+def test_in_cluster_leaf_connects(fleet: Hub, kubectl: Kubectl) -> None:
+    def connected() -> dict[str, Any] | None:
+        leaf = get(kubectl, "siloleaf", "ct-fac", fleet.namespace)
+        return leaf if leaf.get("status", {}).get("connected") else None
+
+    leaf = wait_for(connected, 180, "SiloLeaf ct-fac CONNECTED")
+    assert condition(leaf, "Ready")["status"] == "True"
+    assert leaf["status"]["connectedSince"]
+    table = kubectl("get", "siloleaves", "-n", fleet.namespace).stdout
+    assert any(line.split()[:4] == ["ct-fac", "ct-fac", "eose-hub", "true"] for line in table.splitlines()), table
+    forge = get(kubectl, "siloleaf", "forge", fleet.namespace)
+    assert forge["status"]["connected"] is False  # External: waits for the bundle to be applied elsewhere
+    assert wait_for(lambda: get(kubectl, "fleethub", fleet.name, fleet.namespace)["status"]["leafConnections"] >= 2,
+                    120, "hub reports both in-cluster leaves")
+
+
+async def _receives(sub: Any) -> bool:
+    try:
+        await sub.next_msg(timeout=2.0)
+    except NatsTimeout:
+        return False
+    return True
+
+
+async def test_silo_credential_is_scoped_to_its_silo(fleet: Hub) -> None:
+    errors: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+
+    observer = await fleet.connect_operator()
+    silo = await fleet.connect(*fleet.silo_credential("ct-fac"), error_cb=on_error, inbox_prefix=b"_INBOX_ct-fac")
+    try:
+        boot = await observer.subscribe("fleet.events.ct-fac.boot")
+        fake_done = await observer.subscribe("fleet.install.msclo.done")
+        await observer.flush()
+        await silo.publish("fleet.events.ct-fac.boot", b'{"event":"boot"}')
+        await silo.publish("fleet.install.msclo.done", b'{"pods":6}')
+        await silo.flush()
+        assert await _receives(boot), "ct-fac could not publish its own event"
+        assert not await _receives(fake_done), "ct-fac faked msclo's done"
+
+        stolen = await silo.subscribe("fleet.install.msclo.request")
+        own = await silo.subscribe("fleet.install.ct-fac.request")
+        await silo.flush()
+        await observer.publish("fleet.install.msclo.request", b"{}")
+        await observer.publish("fleet.install.ct-fac.request", b"{}")
+        await observer.flush()
+        assert await _receives(own)
+        assert not await _receives(stolen), "ct-fac received msclo's request"
+        violations = " ".join(str(e) for e in errors).lower()
+        assert "permissions violation" in violations
+        assert "fleet.install.msclo.done" in violations
+        assert "fleet.install.msclo.request" in violations
+    finally:
+        await silo.close()
+        await observer.close()
+
+
+def test_adding_a_silo_reloads_without_restarting_hub_pods(fleet: Hub, kubectl: Kubectl) -> None:
+    before = pod_identities(fleet.pods())
+    loaded_before = {s["name"]: s["configLoadTime"]
+                     for s in get(kubectl, "fleethub", fleet.name, fleet.namespace)["status"]["servers"]}
+    leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "gamma"},
+            "spec": {"silo": "gamma", "hub": fleet.name}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+    wait_for(lambda: get(kubectl, "siloleaf", "gamma", fleet.namespace).get("status", {}).get("connected"), 180,
+             "new silo gamma connected")
+    after = pod_identities(fleet.pods())
+    assert after == before, "hub pods were restarted to add a silo"
+    servers = get(kubectl, "fleethub", fleet.name, fleet.namespace)["status"]["servers"]
+    assert all(s["configLoadTime"] > loaded_before[s["name"]] for s in servers), "config was not reloaded"
+    wait_for(lambda: is_ready(kubectl, "fleethub", fleet.name, fleet.namespace), 60, "hub Ready after reload")
+
+
+async def test_stream_deleted_by_hand_is_recreated(fleet: Hub) -> None:
+    nc = await fleet.connect_operator()
+    try:
+        js = nc.jetstream()
+        await js.delete_stream("FLEET_LEAN")
+
+        async def back() -> bool:
+            try:
+                return (await js.stream_info("FLEET_LEAN")).config.max_age == 30 * 86400
+            except Exception:
+                return False
+
+        deadline = asyncio.get_running_loop().time() + 90
+        while not await back():
+            assert asyncio.get_running_loop().time() < deadline, "FLEET_LEAN not recreated within a resync"
+            await asyncio.sleep(1)  # poll interval inside a deadline
+    finally:
+        await nc.close()
+
+
+async def test_refused_change_leaves_the_stream_and_says_why(fleet: Hub, kubectl: Kubectl) -> None:
+    kubectl("patch", "fleetstream", "fleet-install", "-n", fleet.namespace, "--type=merge",
+            "-p", '{"spec":{"retention":"Limits"}}')
+
+    def refused() -> dict[str, Any] | None:
+        cond = condition(get(kubectl, "fleetstream", "fleet-install", fleet.namespace), "Ready")
+        return cond if cond.get("reason") == "ImmutableFieldChanged" else None
+
+    cond = wait_for(refused, 60, "Ready=False ImmutableFieldChanged")
+    assert cond["status"] == "False"
+    assert "retention" in cond["message"]
+    nc = await fleet.connect_operator()
+    try:
+        info = await nc.jetstream().stream_info("FLEET_INSTALL")
+        assert info.config.retention == RetentionPolicy.WORK_QUEUE
+    finally:
+        await nc.close()
+    kubectl("patch", "fleetstream", "fleet-install", "-n", fleet.namespace, "--type=merge",
+            "-p", '{"spec":{"retention":"WorkQueue"}}')
+    wait_for(lambda: is_ready(kubectl, "fleetstream", "fleet-install", fleet.namespace), 60, "Ready again")
+
+
+def _children_versions(kubectl: Kubectl, namespace: str) -> dict[str, str]:
+    items = kubectl.json("get", "statefulsets,services,configmaps,secrets,deployments,poddisruptionbudgets",
+                         "-n", namespace, "-l", "app.kubernetes.io/part-of=fleet-lattice")["items"]
+    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items}
+
+
+def _resumed(operator: Any) -> int:
+    log = operator.log_path.read_text(errors="replace")
+    return log.count("Handler 'stream_changed' succeeded") + log.count("Handler 'hub_changed' succeeded")
+
+
+async def test_operator_restart_changes_nothing(fleet: Hub, kubectl: Kubectl, operator: Any) -> None:
+    wait_for(lambda: all(is_ready(kubectl, "fleetstream", s, fleet.namespace) for s in STREAMS.values()), 60,
+             "all streams Ready")
+    before = _children_versions(kubectl, fleet.namespace)
+    pods = pod_identities(fleet.pods())
+    nc = await fleet.connect_operator()
+    try:
+        created = {n: (await nc.jetstream().stream_info(n)).created for n in STREAMS}
+    finally:
+        await nc.close()
+    resumed_before = _resumed(operator)
+    operator.restart()
+    # kopf logs each resumed object's handler; wait until the new process has resumed them all.
+    wait_for(lambda: _resumed(operator) >= resumed_before + len(STREAMS) + 1, 120, "operator resumed the fleet")
+    assert _children_versions(kubectl, fleet.namespace) == before
+    assert pod_identities(fleet.pods()) == pods
+    nc = await fleet.connect_operator()
+    try:
+        assert {n: (await nc.jetstream().stream_info(n)).created for n in STREAMS} == created
+    finally:
+        await nc.close()
+
+
+def test_deleting_a_silo_leaf_removes_its_user(fleet: Hub, kubectl: Kubectl) -> None:
+    kubectl("delete", "siloleaf", "gamma", "-n", fleet.namespace, "--ignore-not-found")
+    conf = kubectl.json("get", "configmap", f"{fleet.name}-config", "-n", fleet.namespace)["data"]["nats.conf"]
+    wait_for(lambda: '"gamma"' not in kubectl.json("get", "configmap", f"{fleet.name}-config", "-n",
+                                                   fleet.namespace)["data"]["nats.conf"], 60, "gamma user removed")
+    assert '"ct-fac"' in conf
