@@ -39,6 +39,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_leaf_export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .kube import Kube, load_config
+    from .leaf_export import ExportError, export_bundle
+
+    load_config(args.kubeconfig)
+    try:
+        text = asyncio.run(export_bundle(Kube(), args.namespace, args.name, args.target_namespace or args.namespace))
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetlattice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kopf peering name for HA (several replicas, one active); default: standalone")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     run.set_defaults(func=_cmd_run)
+
+    leaf = sub.add_parser("leaf", help="silo leaves").add_subparsers(dest="leaf_command", required=True)
+    export = leaf.add_parser("export", help="print the bundle an External silo applies in its own cluster")
+    export.add_argument("name", help="SiloLeaf name")
+    export.add_argument("--namespace", "-n", default="default", help="namespace of the SiloLeaf")
+    export.add_argument("--target-namespace", help="namespace in the silo's cluster (default: same)")
+    export.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    export.set_defaults(func=_cmd_leaf_export)
     return parser
 
 

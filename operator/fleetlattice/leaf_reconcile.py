@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from .api.fleethub import FleetHubSpec
@@ -13,6 +14,8 @@ from .credentials import Credential
 from .hub_reconcile import sync_hub_config
 from .render.leaf import leaf_remote_url, render_leaf_manifests
 from .render.names import HubRef, SiloRef
+
+CREDENTIAL_CHECKSUM_ANNOTATION = "fleet.lattice.dev/credential-checksum"
 
 
 class LeafNotReady(Exception):
@@ -36,7 +39,7 @@ async def _claimant(ctx: Context, namespace: str, spec: SiloLeafSpec) -> str:
     return leaves[0]["metadata"]["name"] if leaves else ""
 
 
-async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetHubSpec, hub: HubRef) -> str:
+async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetHubSpec, hub: HubRef) -> Credential:
     """Generate the silo's credential once. Deleting the Secret rotates it: a new one is made here,
     the hub reloads the new hash and the leaf Deployment rolls (its pod template carries the hash)."""
     spec = SiloLeafSpec.model_validate(body["spec"])
@@ -59,7 +62,7 @@ async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetH
                          "ownerReferences": [owner_reference(body)]},
             "data": wanted,
         })
-    return silo.credentials_secret
+    return cred
 
 
 async def apply_leaf(ctx: Context, body: dict[str, Any]) -> str:
@@ -75,13 +78,17 @@ async def apply_leaf(ctx: Context, body: dict[str, Any]) -> str:
         raise LeafNotReady("DuplicateSilo", f"silo {spec.silo} already belongs to SiloLeaf {claimant} on this hub")
     hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
     hub = HubRef(spec.hub, namespace)
-    secret = await ensure_credential(ctx, body, hub_spec, hub)
+    cred = await ensure_credential(ctx, body, hub_spec, hub)
     await sync_hub_config(ctx, namespace, spec.hub)
     if spec.leaf.mode == "InCluster":
         for manifest in render_leaf_manifests(spec, namespace, hub_tls=hub_spec.tls.enabled):
             manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+            if manifest["kind"] == "Deployment":
+                # A rotated credential must roll the leaf: its env var is only read at start.
+                annotations = manifest["spec"]["template"]["metadata"].setdefault("annotations", {})
+                annotations[CREDENTIAL_CHECKSUM_ANNOTATION] = hashlib.sha256(cred.bcrypt_hash.encode()).hexdigest()[:16]
             await ctx.kube.apply(manifest)
-    return secret
+    return SiloRef(spec.silo).credentials_secret
 
 
 def leaf_connection(ctx: Context, namespace: str, spec: SiloLeafSpec) -> dict[str, Any] | None:

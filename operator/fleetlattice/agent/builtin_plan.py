@@ -1,0 +1,87 @@
+"""The `builtin` plan: render the manifests directory for the request, server-side apply it to the
+silo's cluster, wait for its Deployments/StatefulSets to roll out, and count their ready pods.
+
+Applying the same manifests again is a no-op for the cluster, which makes a re-run after a crash safe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from ..api.messages import InstallRequest, ScrubRequest
+from .cluster import Cluster
+from .manifests import (
+    Manifest,
+    ManifestError,
+    describe,
+    ready_pods,
+    render_manifests,
+    rolled_out,
+    workloads,
+)
+from .plan import ProgressSink, Step, StepFailed, StepOutput
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+# A scrub request carries no deadline; deleting a namespace's worth of objects takes well under this.
+SCRUB_WAIT_SECONDS = 300.0
+
+
+class BuiltinPlan:
+    def __init__(self, manifests_dir: Path, silo: str, cluster: Cluster) -> None:
+        self.manifests_dir = manifests_dir
+        self.silo = silo
+        self.cluster = cluster
+
+    def _render(self, version: str, params: dict[str, str]) -> list[Manifest]:
+        try:
+            return render_manifests(self.manifests_dir, self.silo, version, params)
+        except ManifestError as error:
+            raise StepFailed(str(error), retryable=False) from error
+
+    def steps(self, request: InstallRequest) -> list[Step]:
+        # The steps share what the first one renders. The rollout wait is bounded by the request's
+        # deadline, which the runner enforces around all steps.
+        rendered: list[Manifest] = []
+
+        async def render(_: ProgressSink) -> StepOutput:
+            rendered[:] = await asyncio.to_thread(self._render, request.version, request.params)
+            return StepOutput(f"rendered {len(rendered)} objects")
+
+        async def apply(_: ProgressSink) -> StepOutput:
+            for manifest in rendered:
+                await self.cluster.apply(manifest)
+                log.info("%s: applied %s", request.request_id, describe(manifest))
+            return StepOutput(f"applied {len(rendered)} objects")
+
+        async def rollout(_: ProgressSink) -> StepOutput:
+            pending = workloads(rendered)
+            while pending:
+                live = [await self.cluster.get(w) for w in pending]
+                pending = [w for w, obj in zip(pending, live, strict=True) if obj is None or not rolled_out(obj)]
+                if pending:
+                    await asyncio.sleep(POLL_SECONDS)
+            return StepOutput(f"{len(workloads(rendered))} workloads rolled out")
+
+        async def verify(_: ProgressSink) -> StepOutput:
+            live = [obj for obj in [await self.cluster.get(w) for w in workloads(rendered)] if obj is not None]
+            pods = ready_pods(live)
+            return StepOutput(f"{pods} pods ready", result={"pods": pods, "health": "ok"})
+
+        return [Step("render", render), Step("apply", apply), Step("rollout", rollout), Step("verify", verify)]
+
+    async def scrub(self, request: ScrubRequest, installed: InstallRequest | None) -> None:
+        """Delete, in reverse order, what the installed version's manifests define, and wait until it is
+        gone. Without a record of the install, the templates are rendered with no version and no params."""
+        manifests = self._render(installed.version if installed else "", installed.params if installed else {})
+        for manifest in reversed(manifests):
+            await self.cluster.delete(manifest)
+        try:
+            async with asyncio.timeout(SCRUB_WAIT_SECONDS):
+                for manifest in manifests:
+                    while await self.cluster.get(manifest) is not None:
+                        await asyncio.sleep(POLL_SECONDS)
+        except TimeoutError as error:
+            raise StepFailed(f"objects still present after {SCRUB_WAIT_SECONDS:.0f}s") from error

@@ -1,0 +1,66 @@
+"""The agent's reports on the install bus, each stored by the hub's FLEET_INSTALL stream.
+
+Every report goes out with JetStream publish, so it counts as sent only once the stream has stored it,
+and with a `Nats-Msg-Id` that is the same when a redelivered request is run again: the stream drops
+what it already has (within its duplicate window) instead of storing a second `done`."""
+
+from __future__ import annotations
+
+import logging
+
+import nats.errors
+from nats.js.client import JetStreamContext
+
+from ..api.messages import BusMessage, InstallDone, InstallFailed, InstallProgress, Scrubbed
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+# A request ends with exactly one of these, so their message id needs no running index.
+_FINAL_INDEX = 0
+
+
+def report_subject(silo: str, kind: str) -> str:
+    return f"fleet.install.{silo}.{kind}"
+
+
+def msg_id(request_id: str, kind: str, index: int) -> str:
+    return f"{request_id}.{kind}.{index}"
+
+
+class Reporter:
+    """Reports for one request. Progress reports are numbered 1, 2, ... in the order this run sends
+    them: a re-run of an idempotent plan sends the same sequence, which the stream deduplicates."""
+
+    def __init__(self, js: JetStreamContext, silo: str, request_id: str) -> None:
+        self._js = js
+        self._silo = silo
+        self.request_id = request_id
+        self._progress_sent = 0
+
+    async def _publish(self, kind: str, index: int, message: BusMessage) -> None:
+        ack = await self._js.publish(
+            report_subject(self._silo, kind),
+            message.encode(),
+            headers={MSG_ID_HEADER: msg_id(self.request_id, kind, index)},
+        )
+        log.debug("%s %s stored as seq %s%s", self.request_id, kind, ack.seq, " (duplicate)" if ack.duplicate else "")
+
+    async def progress(self, step: str, index: int, total: int, message: str) -> None:
+        """Best effort: a lost progress report must not fail the install, the final report tells all."""
+        self._progress_sent += 1
+        report = InstallProgress(request_id=self.request_id, step=step, index=index, total=total, message=message)
+        try:
+            await self._publish("progress", self._progress_sent, report)
+        except nats.errors.Error as error:
+            log.warning("%s: progress report %d not stored: %s", self.request_id, self._progress_sent, error)
+
+    async def done(self, report: InstallDone) -> None:
+        await self._publish("done", _FINAL_INDEX, report)
+
+    async def failed(self, step: str, error: str, retryable: bool) -> None:
+        report = InstallFailed(request_id=self.request_id, step=step, error=error, retryable=retryable)
+        await self._publish("failed", _FINAL_INDEX, report)
+
+    async def scrubbed(self) -> None:
+        await self._publish("scrubbed", _FINAL_INDEX, Scrubbed(request_id=self.request_id))

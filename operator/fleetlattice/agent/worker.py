@@ -1,0 +1,160 @@
+"""One message off the install queue, start to finish: check it, run the plan, report, ack.
+
+Process-then-ack: the message is acked only after its final report is stored on the hub, and the
+ledger has recorded it. Dying anywhere before leaves the message unacked, JetStream redelivers it
+after ack_wait, and the run either finds it in the ledger (just ack) or repeats an idempotent plan
+whose reports the stream deduplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
+from pydantic import ValidationError
+
+from ..api.messages import MAX_MESSAGE_BYTES, InstallDone, InstallRequest, ScrubRequest
+from .consumer import Backoff, kept_in_progress
+from .ledger import Ledger
+from .plan import InstallPlan, StepFailed
+from .reports import Reporter
+
+log = logging.getLogger(__name__)
+
+# A failed scrub is retried by redelivery (bounded by the consumer's max_deliver), after this pause.
+SCRUB_RETRY_SECONDS = 30.0
+# A scrub request has no deadline of its own; a scrub that hangs longer is given up and retried.
+SCRUB_TIMEOUT_SECONDS = 600.0
+
+
+class InvalidMessage(ValueError):
+    """Not something the agent can ever act on: retrying it is pointless, so it is terminated."""
+
+
+def parse(silo: str, subject: str, data: bytes) -> InstallRequest | ScrubRequest:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"{len(data)} bytes, over the {MAX_MESSAGE_BYTES} byte limit")
+    kind = subject.rsplit(".", 1)[-1]
+    model = {"request": InstallRequest, "scrub": ScrubRequest}.get(kind)
+    if model is None:
+        raise InvalidMessage(f"unexpected subject {subject}")
+    try:
+        message = model.model_validate_json(data)
+    except ValidationError as error:
+        raise InvalidMessage(f"invalid {kind}: {error.errors(include_url=False)}") from error
+    if isinstance(message, InstallRequest) and message.silo != silo:
+        raise InvalidMessage(f"request {message.request_id} is for silo {message.silo}, this is {silo}")
+    return message
+
+
+def _loop_deadline(deadline: datetime) -> float:
+    """The request's wall-clock deadline on the event loop's clock; naive times are taken as UTC."""
+    aware = deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC)
+    loop = asyncio.get_running_loop()
+    return loop.time() + (aware - datetime.now(UTC)).total_seconds()
+
+
+async def _until_stored(what: str, publish: Callable[[], Awaitable[None]]) -> None:
+    """Retry a final report until the hub has stored it: giving up would mean running the whole install
+    again after redelivery. The message stays in progress meanwhile."""
+    backoff = Backoff()
+    while True:
+        try:
+            await publish()
+            return
+        except nats.errors.Error as error:
+            log.warning("could not store %s, retrying: %s", what, error)
+            await backoff.wait()
+
+
+class Worker:
+    def __init__(self, silo: str, js: JetStreamContext, plan: InstallPlan, ledger: Ledger) -> None:
+        self.silo = silo
+        self.js = js
+        self.plan = plan
+        self.ledger = ledger
+        self.active_request_id: str | None = None
+
+    async def handle(self, msg: Msg, ack_wait: float) -> None:
+        try:
+            message = parse(self.silo, msg.subject, msg.data)
+        except InvalidMessage as error:
+            log.error("terminating message %s: %s", msg.metadata.sequence.stream, error)
+            await msg.term()
+            return
+        outcome = self.ledger.outcome(message.request_id)
+        if outcome is not None:
+            log.info("%s already finished (%s), acking the redelivery", message.request_id, outcome)
+            await msg.ack_sync()
+            return
+        log.info("%s: start (delivery %d)", message.request_id, msg.metadata.num_delivered)
+        self.active_request_id = message.request_id
+        try:
+            async with kept_in_progress(msg, ack_wait / 3):
+                if isinstance(message, InstallRequest):
+                    await self._install(message)
+                elif not await self._scrub(message):
+                    await msg.nak(delay=SCRUB_RETRY_SECONDS)
+                    return
+        finally:
+            self.active_request_id = None
+        await msg.ack_sync()
+
+    async def _install(self, request: InstallRequest) -> None:
+        reporter = Reporter(self.js, self.silo, request.request_id)
+        steps = self.plan.steps(request)
+        result: dict[str, Any] = {}
+        current = steps[0].name if steps else ""
+        deadline = asyncio.timeout_at(_loop_deadline(request.deadline))
+        try:
+            async with deadline:
+                for index, step in enumerate(steps, 1):
+                    current = step.name
+                    output = await step.run(reporter.progress)
+                    result.update(output.result)
+                    if output.message is not None:
+                        await reporter.progress(step.name, index, len(steps), output.message)
+        except StepFailed as error:
+            await self._failed(reporter, error.step or current, error.error, error.retryable)
+            return
+        except Exception as error:
+            if not deadline.expired():
+                log.exception("%s: step %s crashed", request.request_id, current)
+            message = "deadline exceeded" if deadline.expired() else f"{type(error).__name__}: {error}"
+            await self._failed(reporter, current, message, retryable=True)
+            return
+        try:
+            done = InstallDone.model_validate(
+                {"version": request.version, "health": "ok", **result, "requestId": request.request_id}
+            )
+        except ValidationError as error:
+            # The work is done but its result is garbage (say, pods: "six"): the plan needs fixing.
+            await self._failed(reporter, current, f"invalid result {result}: {error}", retryable=False)
+            return
+        await _until_stored(f"{request.request_id} done", lambda: reporter.done(done))
+        await self.ledger.finish(request.request_id, "done", installed=request, result=done.model_dump(by_alias=True))
+        log.info("%s: done", request.request_id)
+
+    async def _failed(self, reporter: Reporter, step: str, error: str, retryable: bool) -> None:
+        log.warning("%s: failed at %s (retryable %s): %s", reporter.request_id, step, retryable, error)
+        await _until_stored(f"{reporter.request_id} failed", lambda: reporter.failed(step, error, retryable))
+        await self.ledger.finish(reporter.request_id, "failed")
+
+    async def _scrub(self, request: ScrubRequest) -> bool:
+        """True once scrubbed and reported; False if the plan could not scrub (retried by redelivery)."""
+        try:
+            async with asyncio.timeout(SCRUB_TIMEOUT_SECONDS):
+                await self.plan.scrub(request, self.ledger.record.installed)
+        except Exception:
+            log.exception("%s: scrub failed", request.request_id)
+            return False
+        reporter = Reporter(self.js, self.silo, request.request_id)
+        await _until_stored(f"{request.request_id} scrubbed", reporter.scrubbed)
+        await self.ledger.finish(request.request_id, "scrubbed")
+        log.info("%s: scrubbed", request.request_id)
+        return True

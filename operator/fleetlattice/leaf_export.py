@@ -1,0 +1,42 @@
+"""`fleetlattice leaf export`: the bundle an External silo applies in its own cluster."""
+
+from __future__ import annotations
+
+import base64
+import sys
+
+import yaml
+
+from .api.fleethub import FleetHubSpec
+from .api.siloleaf import SiloLeafSpec
+from .kube import Kube
+from .render.leaf import render_leaf_bundle
+from .render.names import SiloRef
+
+
+class ExportError(Exception):
+    """Something the user must fix first; the message says what."""
+
+
+async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace: str) -> str:
+    leaf = await kube.get("SiloLeaf", namespace, name)
+    if leaf is None:
+        raise ExportError(f"SiloLeaf {namespace}/{name} not found (kubectl get siloleaves -n {namespace})")
+    spec = SiloLeafSpec.model_validate(leaf["spec"])
+    hub = await kube.get("FleetHub", namespace, spec.hub)
+    if hub is None:
+        raise ExportError(f"FleetHub {namespace}/{spec.hub} of silo {spec.silo} not found")
+    hub_spec = FleetHubSpec.model_validate(hub.get("spec") or {})
+    secret = await kube.get("Secret", namespace, SiloRef(spec.silo).credentials_secret)
+    if not secret or "url" not in secret.get("data", {}):
+        raise ExportError(f"the credential of silo {spec.silo} is not generated yet; is the operator running?")
+    url = base64.b64decode(secret["data"]["url"]).decode()
+    if not hub_spec.leafnodes.advertise:
+        print(f"warning: FleetHub {spec.hub} sets no spec.leafnodes.advertise, so the bundle dials the in-cluster "
+              "leafnode Service, which another cluster cannot reach", file=sys.stderr)
+    hub_ca = None
+    if hub_spec.tls.enabled and hub_spec.tls.secret_name:
+        tls = await kube.get("Secret", namespace, hub_spec.tls.secret_name) or {}
+        hub_ca = base64.b64decode(tls.get("data", {}).get("ca.crt", "")).decode() or None
+    manifests = render_leaf_bundle(spec, target_namespace, url, hub_ca)
+    return yaml.safe_dump_all(manifests, sort_keys=False)
