@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -14,11 +15,8 @@ def parse_time(value: str | None) -> datetime | None:
     """RFC 3339 with nanoseconds (Go) or seconds (Kubernetes)."""
     if not value:
         return None
-    value = value.replace("Z", "+00:00")
-    if "." in value:
-        head, tail = value.split(".", 1)
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        value = f"{head}.{digits[:6]}{tail[len(digits):]}"
+    # Python keeps microseconds; Go writes nanoseconds.
+    value = re.sub(r"\.(\d{1,6})\d*", lambda m: "." + m.group(1).ljust(6, "0"), value.replace("Z", "+00:00"))
     return datetime.fromisoformat(value)
 
 

@@ -1,0 +1,161 @@
+"""The SiloInstall state machine: phases, retries, timeouts, late and invalid reports."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleetlattice.api.siloinstall import HISTORY_LIMIT, SiloInstallSpec, SiloInstallStatus
+from fleetlattice.install_state import (
+    apply_report,
+    begin_attempt,
+    begin_scrub,
+    check_deadline,
+    install_conditions,
+    mark_published,
+    needs_new_attempt,
+    request_for,
+    retry_due,
+    unpublished,
+)
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+UID = "0b7e2a4c-1111-2222-3333-444455556666"
+SPEC = SiloInstallSpec(silo="ct-fac", version="v622", timeout="10m", retries=1, backoff="30s")
+
+
+def requested(spec: SiloInstallSpec = SPEC, generation: int = 1) -> SiloInstallStatus:
+    status = begin_attempt(SiloInstallStatus(), spec, UID, generation, T0)
+    published = mark_published(status, status.request_id)
+    assert published is not None
+    return published
+
+
+def test_first_attempt_is_reserved_then_published() -> None:
+    status = begin_attempt(SiloInstallStatus(), SPEC, UID, 1, T0)
+    assert (status.phase, status.attempt, status.request_id) == ("Pending", 1, f"{UID}-g1-a1")
+    assert unpublished(status)
+    request = request_for(status, SPEC)
+    assert request.deadline == T0 + timedelta(minutes=10)
+    assert request_for(status, SPEC) == request, "a republished request must be identical"
+    published = mark_published(status, status.request_id)
+    assert published is not None and published.phase == "Requested"
+    assert not unpublished(published)
+
+
+def test_mark_published_never_moves_a_later_phase_back() -> None:
+    status = requested()
+    progressed = apply_report(status, SPEC, "progress", {"requestId": status.request_id, "step": "a",
+                                                         "index": 1, "total": 4}, T0).status
+    assert progressed is not None
+    assert mark_published(progressed, status.request_id) is None
+
+
+def test_progress_then_done() -> None:
+    status = requested()
+    applied = apply_report(status, SPEC, "progress",
+                           {"requestId": status.request_id, "step": "pull", "index": 2, "total": 4, "message": "ok"},
+                           T0)
+    assert applied.outcome == "applied"
+    assert applied.status is not None
+    status = applied.status
+    assert (status.phase, status.progress.percent, status.progress_text) == ("InProgress", 50, "2/4 (50%)")
+    done = apply_report(status, SPEC, "done", {"requestId": status.request_id, "pods": 6, "health": "ok",
+                                               "gamma1": 14.134}, T0)
+    assert done.status is not None
+    assert (done.status.phase, done.status.result.pods, done.status.result.version) == ("Succeeded", 6, "v622")
+    assert done.status.result.details == {"gamma1": 14.134}
+    assert done.status.completed_at == T0
+    assert [h.kind for h in done.status.history] == ["request", "progress", "done"]
+
+
+def test_seed_message_without_request_id_completes_the_active_attempt() -> None:
+    applied = apply_report(requested(), SPEC, "done", {"pods": 6, "health": "ok", "gamma1": 14.134}, T0)
+    assert applied.status is not None and applied.status.phase == "Succeeded"
+
+
+def test_reports_after_the_end_are_late() -> None:
+    status = requested()
+    done = apply_report(status, SPEC, "done", {"requestId": status.request_id, "pods": 1}, T0).status
+    assert done is not None
+    again = apply_report(done, SPEC, "progress", {"requestId": status.request_id, "step": "x"}, T0)
+    assert (again.outcome, again.status) == ("late", None)
+
+
+def test_report_for_an_older_attempt_is_late() -> None:
+    status = requested()
+    failed = apply_report(status, SPEC, "failed", {"requestId": status.request_id, "step": "s", "error": "boom"}, T0)
+    assert failed.status is not None
+    retry = begin_attempt(failed.status, SPEC, UID, 1, T0 + timedelta(minutes=1))
+    old = apply_report(retry, SPEC, "done", {"requestId": status.request_id}, T0)
+    assert old.outcome == "late"
+
+
+@pytest.mark.parametrize("payload", [{"index": "three"}, {"pods": -1}, {"requestId": 5}, ["not", "an", "object"]])
+def test_invalid_reports_change_nothing(payload: object) -> None:
+    kind = "progress" if isinstance(payload, dict) and "index" in payload else "done"
+    applied = apply_report(requested(), SPEC, kind, payload, T0)
+    assert (applied.outcome, applied.status) == ("ignored-invalid", None)
+
+
+def test_retryable_failure_schedules_a_retry_with_backoff() -> None:
+    status = requested()
+    failed = apply_report(status, SPEC, "failed", {"requestId": status.request_id, "step": "apply",
+                                                   "error": "quota", "retryable": True}, T0).status
+    assert failed is not None
+    assert (failed.phase, failed.next_attempt_at) == ("Pending", T0 + timedelta(seconds=30))
+    assert failed.last_error.step == "apply"
+    assert not retry_due(failed, T0)
+    assert retry_due(failed, T0 + timedelta(seconds=30))
+    second = begin_attempt(failed, SPEC, UID, 1, T0 + timedelta(seconds=30))
+    assert (second.attempt, second.request_id, second.started_at) == (2, f"{UID}-g1-a2", T0)
+    second = mark_published(second, second.request_id)
+    assert second is not None
+    final = apply_report(second, SPEC, "failed", {"requestId": second.request_id, "step": "apply", "error": "quota"},
+                         T0).status
+    assert final is not None and final.phase == "Failed", "retries: 1 allows exactly one retry"
+
+
+def test_non_retryable_failure_is_final() -> None:
+    status = requested()
+    failed = apply_report(status, SPEC, "failed", {"requestId": status.request_id, "step": "verify",
+                                                   "error": "bad image", "retryable": False}, T0).status
+    assert failed is not None
+    assert (failed.phase, failed.next_attempt_at) == ("Failed", None)
+    ready = install_conditions(failed, None, None)[0]
+    assert (ready.status, ready.reason, ready.message) == ("False", "Failed", "bad image")
+
+
+def test_timeout_retries_then_times_out() -> None:
+    status = requested(SiloInstallSpec(silo="ct-fac", version="v1", timeout="1m", retries=0))
+    spec = SiloInstallSpec(silo="ct-fac", version="v1", timeout="1m", retries=0)
+    assert check_deadline(status, spec, T0 + timedelta(seconds=59)) is None
+    timed_out = check_deadline(status, spec, T0 + timedelta(seconds=61))
+    assert timed_out is not None and timed_out.phase == "TimedOut"
+    assert check_deadline(timed_out, spec, T0 + timedelta(hours=1)) is None
+
+
+def test_new_generation_starts_over() -> None:
+    status = requested()
+    assert not needs_new_attempt(status, 1)
+    assert needs_new_attempt(status, 2)
+    upgraded = begin_attempt(status, SPEC, UID, 2, T0)
+    assert (upgraded.attempt, upgraded.request_id) == (1, f"{UID}-g2-a1")
+
+
+def test_history_is_bounded() -> None:
+    status = requested()
+    for i in range(HISTORY_LIMIT * 2):
+        applied = apply_report(status, SPEC, "progress", {"step": f"s{i}", "index": 1, "total": 2}, T0)
+        assert applied.status is not None
+        status = applied.status
+    assert len(status.history) == HISTORY_LIMIT
+    assert status.history[-1].step == f"s{HISTORY_LIMIT * 2 - 1}"
+
+
+def test_scrub_round_trip() -> None:
+    status, message = begin_scrub(requested(), UID, T0)
+    assert (status.phase, message.request_id) == ("Scrubbing", f"{UID}-scrub")
+    wrong = apply_report(status, SPEC, "scrubbed", {"requestId": "other"}, T0)
+    assert wrong.outcome == "late"
+    done = apply_report(status, SPEC, "scrubbed", {"requestId": message.request_id}, T0)
+    assert done.status is not None and done.status.scrubbed_at == T0
