@@ -1,0 +1,77 @@
+"""Silo agents as real processes on the host, dialing their silo's leaf by its Service ClusterIP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+# An install script for the `command` plan whose behaviour each SiloInstall picks through spec.params:
+# failAt=<step> fails there (exit 3 with retryable=false), waitFile=<path> holds the apply step until the
+# test creates that file, pods=<n> is reported in the result.
+INSTALL_SCRIPT = textwrap.dedent('''\
+    import json, pathlib, sys, time
+    request = json.load(sys.stdin)
+    params = request.get("params", {})
+    steps = ["render", "apply", "verify"]
+    for index, step in enumerate(steps, 1):
+        print(json.dumps({"step": step, "index": index, "total": len(steps), "message": step + " ok"}), flush=True)
+        wait = params.get("waitFile")
+        while step == "apply" and wait and not pathlib.Path(wait).exists():
+            time.sleep(0.2)  # poll until the test releases the install
+        if step == params.get("failAt"):
+            print(step + " exploded: " + params.get("error", "boom"), file=sys.stderr)
+            sys.exit(1 if params.get("retryable", "false") == "true" else 3)
+    print(json.dumps({"result": {"pods": int(params.get("pods", "3")), "health": "ok"}}), flush=True)
+''')
+
+
+@dataclass
+class AgentProcess:
+    silo: str
+    nats_url: str
+    workdir: Path
+    plan_args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def command_plan(cls, silo: str, nats_url: str, workdir: Path) -> AgentProcess:
+        script = workdir / "install.py"
+        script.write_text(INSTALL_SCRIPT)
+        return cls(silo, nats_url, workdir, ["--plan", "command", "--command", f"{sys.executable} {script}"])
+
+    @classmethod
+    def builtin_plan(cls, silo: str, nats_url: str, workdir: Path, manifests: Path, kubeconfig: Path) -> AgentProcess:
+        return cls(silo, nats_url, workdir, ["--plan", "builtin", "--manifests", str(manifests),
+                                             "--kubeconfig", str(kubeconfig)])
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"agent-{self.silo}.log"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetlattice.cli", "agent", "--silo", self.silo, "--nats", self.nats_url,
+             "--heartbeat", "2", "--state-dir", str(self.workdir / "state"), *self.plan_args],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as when a node dies mid-install."""
+        self.stop(signal.SIGKILL)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,210 @@
+"""The install bus end to end: kubectl apply a SiloInstall, an agent in the silo does the work over
+NATS, and status shows it; failures, crashes of either side, seed-style messages, scrub on delete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubehelpers import Kubectl, create_namespace, delete_namespace
+from waiting import wait_for
+
+from agents import AgentProcess
+from fleet import EXAMPLES, REPO, Hub, condition, get, is_ready, service_url
+
+pytestmark = pytest.mark.e2e
+
+FLEET = ["fleethub-eose-hub.yaml", "siloleaf-ct-fac.yaml", "siloleaf-msclo.yaml", "fleetstream-install.yaml",
+         "fleetstream-state.yaml"]
+HUB_READY_SECONDS = 240
+INSTALL_SECONDS = 180
+
+
+@pytest.fixture(scope="module")
+def bus(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
+    namespace = create_namespace(kubectl, "bus")
+    for name in FLEET:
+        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+    hub = Hub(kubectl, namespace)
+    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), HUB_READY_SECONDS, "hub Ready")
+    for stream in ("fleet-install", "fleet-state"):
+        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"{stream} Ready")
+    for silo in ("ct-fac", "msclo"):
+        wait_for(lambda s=silo: get(kubectl, "siloleaf", s, namespace).get("status", {}).get("connected"), 180,
+                 f"leaf {silo} connected")
+    yield hub
+    delete_namespace(kubectl, namespace)
+
+
+@pytest.fixture(scope="module")
+def ct_fac_agent(bus: Hub, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """ct-fac's agent with the command plan; nothing is run by hand in the silo."""
+    agent = AgentProcess.command_plan("ct-fac", service_url(kubectl, bus.namespace, "ct-fac-leaf"),
+                                      tmp_path_factory.mktemp("agent-ct-fac"))
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+def install(kubectl: Kubectl, namespace: str, name: str, silo: str = "ct-fac", **spec: Any) -> None:
+    doc = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloInstall", "metadata": {"name": name},
+           "spec": {"silo": silo, "version": "v622", **spec}}
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+
+
+def phase_is(kubectl: Kubectl, namespace: str, name: str, *phases: str) -> dict[str, Any] | None:
+    obj = get(kubectl, "siloinstall", name, namespace)
+    return obj if (obj.get("status") or {}).get("phase") in phases else None
+
+
+def wait_phase(kubectl: Kubectl, namespace: str, name: str, *phases: str, timeout: float = INSTALL_SECONDS,
+               agent: AgentProcess | None = None) -> dict[str, Any]:
+    try:
+        return wait_for(lambda: phase_is(kubectl, namespace, name, *phases), timeout, f"{name} phase {phases}")
+    except AssertionError:
+        if agent:
+            print(f"--- agent log ---\n{agent.log_tail()}")
+        raise
+
+
+def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:
+    install(kubectl, bus.namespace, "ct-fac-v622", params={"pods": "6"})
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-v622", "Succeeded", agent=ct_fac_agent)
+    status = obj["status"]
+    assert status["result"]["pods"] == 6
+    assert status["attempt"] == 1
+    assert [h["kind"] for h in status["history"]][:1] == ["request"]
+    assert [h["step"] for h in status["history"] if h["kind"] == "progress"] == ["render", "apply", "verify"]
+    assert condition(obj, "Ready")["status"] == "True"
+    row = next(line for line in kubectl("get", "siloinstalls", "-n", bus.namespace).stdout.splitlines()
+               if line.startswith("ct-fac-v622"))
+    assert row.split()[1:5] == ["ct-fac", "v622", "Succeeded", "done"] and row.split()[5] == "6", row
+    wait_for(lambda: condition(get(kubectl, "siloinstall", "ct-fac-v622", bus.namespace), "AgentConnected")
+             .get("status") == "True", 30, "AgentConnected from the heartbeat")
+
+
+def test_failing_plan_reports_step_and_error(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:
+    install(kubectl, bus.namespace, "ct-fac-broken", params={"failAt": "verify", "error": "image missing"})
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-broken", "Failed", agent=ct_fac_agent)
+    error = obj["status"]["lastError"]
+    assert error["step"] == "verify"
+    assert "image missing" in error["error"]
+    assert error["retryable"] is False
+    assert condition(obj, "Ready")["reason"] == "Failed"
+
+
+def test_agent_killed_mid_install_completes_once(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
+                                                 tmp_path: Path) -> None:
+    release = tmp_path / "release-agent-crash"
+    install(kubectl, bus.namespace, "ct-fac-crash", params={"waitFile": str(release), "pods": "4"})
+    wait_for(lambda: (get(kubectl, "siloinstall", "ct-fac-crash", bus.namespace).get("status", {})
+                      .get("progress") or {}).get("step") == "apply", INSTALL_SECONDS, "install at the apply step")
+    ct_fac_agent.kill()
+    release.touch()
+    ct_fac_agent.start()
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-crash", "Succeeded", agent=ct_fac_agent)
+    kinds = [h["kind"] for h in obj["status"]["history"]]
+    assert kinds.count("done") == 1, kinds
+    assert obj["status"]["attempt"] == 1
+    assert obj["status"]["result"]["pods"] == 4
+
+
+def test_operator_killed_mid_install_still_ends_right(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
+                                                      operator: Any, tmp_path: Path) -> None:
+    release = tmp_path / "release-operator-crash"
+    install(kubectl, bus.namespace, "ct-fac-opcrash", params={"waitFile": str(release), "pods": "5"})
+    wait_phase(kubectl, bus.namespace, "ct-fac-opcrash", "InProgress", agent=ct_fac_agent)
+    operator.stop(9)
+    release.touch()
+    operator.start()
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-opcrash", "Succeeded", agent=ct_fac_agent)
+    assert obj["status"]["result"]["pods"] == 5
+    assert obj["status"]["attempt"] == 1
+
+
+async def test_seed_style_done_completes_the_active_install(bus: Hub, kubectl: Kubectl,
+                                                            ct_fac_agent: AgentProcess, tmp_path: Path) -> None:
+    install(kubectl, bus.namespace, "ct-fac-seed", params={"waitFile": str(tmp_path / "never")})
+    wait_phase(kubectl, bus.namespace, "ct-fac-seed", "InProgress", agent=ct_fac_agent)
+    nc = await bus.connect(*bus.silo_credential("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    try:
+        await nc.publish("fleet.install.ct-fac.done", b'{"pods":6,"health":"ok","gamma1":14.134}')
+        await nc.flush()
+    finally:
+        await nc.close()
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-seed", "Succeeded")
+    assert obj["status"]["result"]["pods"] == 6
+    assert obj["status"]["result"]["details"] == {"gamma1": 14.134}
+
+
+async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
+                                                        tmp_path: Path) -> None:
+    install(kubectl, bus.namespace, "ct-fac-guarded", params={"waitFile": str(tmp_path / "never")})
+    obj = wait_phase(kubectl, bus.namespace, "ct-fac-guarded", "InProgress", agent=ct_fac_agent)
+    rid = obj["status"]["requestId"]
+    errors: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+
+    nc = await bus.connect(*bus.silo_credential("msclo"), error_cb=on_error, inbox_prefix=b"_INBOX_msclo")
+    try:
+        await nc.publish("fleet.install.ct-fac.done", json.dumps({"requestId": rid, "pods": 1}).encode())
+        await nc.publish("fleet.install.msclo.done", json.dumps({"requestId": rid, "pods": 1}).encode())
+        await nc.flush()
+    finally:
+        await nc.close()
+    assert any("permissions violation" in str(e).lower() for e in errors)
+    # The forged report on msclo's own subject reaches the operator and must be refused: the install
+    # stays InProgress while a later genuine report from ct-fac still applies.
+    before = obj["metadata"]["resourceVersion"]
+    nc = await bus.connect(*bus.silo_credential("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    try:
+        await nc.publish("fleet.install.ct-fac.progress", json.dumps(
+            {"requestId": rid, "step": "marker", "index": 2, "total": 3}).encode())
+        await nc.flush()
+    finally:
+        await nc.close()
+    obj = wait_for(lambda: (get(kubectl, "siloinstall", "ct-fac-guarded", bus.namespace)["status"].get("progress")
+                            or {}).get("step") == "marker" and get(kubectl, "siloinstall", "ct-fac-guarded",
+                                                                   bus.namespace), 60, "genuine report applied")
+    assert obj["metadata"]["resourceVersion"] != before
+    assert obj["status"]["phase"] == "InProgress"
+    assert "done" not in [h["kind"] for h in obj["status"]["history"]]
+
+
+def test_delete_scrubs_then_goes(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:
+    install(kubectl, bus.namespace, "ct-fac-scrub", scrubOnDelete=True)
+    wait_phase(kubectl, bus.namespace, "ct-fac-scrub", "Succeeded", agent=ct_fac_agent)
+    kubectl("delete", "siloinstall", "ct-fac-scrub", "-n", bus.namespace, "--wait=false")
+    wait_for(lambda: kubectl("get", "siloinstall", "ct-fac-scrub", "-n", bus.namespace, check=False).returncode != 0,
+             120, "SiloInstall gone after scrub")
+    events = kubectl("get", "events", "-n", bus.namespace, "--field-selector",
+                     "involvedObject.name=ct-fac-scrub", "-o", "json")
+    reasons = [e["reason"] for e in json.loads(events.stdout)["items"]]
+    assert "ScrubRequested" in reasons
+    assert "ScrubTimedOut" not in reasons
+
+
+def test_builtin_plan_applies_manifests_and_reports_pods(bus: Hub, kubectl: Kubectl, kubeconfig: Path,
+                                                         tmp_path: Path) -> None:
+    agent = AgentProcess.builtin_plan("msclo", service_url(kubectl, bus.namespace, "msclo-leaf"), tmp_path,
+                                      REPO / "examples" / "agent" / "ct-fac", kubeconfig)
+    agent.start()
+    target = f"{bus.namespace}-entry"
+    try:
+        install(kubectl, bus.namespace, "msclo-v622", silo="msclo", params={"ns": target, "replicas": "2"},
+                scrubOnDelete=True)
+        obj = wait_phase(kubectl, bus.namespace, "msclo-v622", "Succeeded", agent=agent)
+        assert obj["status"]["result"]["pods"] == 2
+        deployment = kubectl.json("get", "deployment", "pemos-portal", "-n", target)
+        assert deployment["metadata"]["labels"]["fleet.lattice.dev/silo"] == "msclo"
+        kubectl("delete", "siloinstall", "msclo-v622", "-n", bus.namespace, "--wait=false")
+        wait_for(lambda: kubectl("get", "namespace", target, check=False).returncode != 0, 180,
+                 "scrub removed what the install applied")
+    finally:
+        agent.stop()
+        kubectl("delete", "namespace", target, "--ignore-not-found", "--wait=false")
