@@ -35,7 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .operator_main import run
 
     run(namespaces=args.namespace, kubeconfig=args.kubeconfig, address_mode=args.hub_address,
-        peering=args.peering, liveness=args.liveness)
+        peering=args.peering, liveness=args.liveness, metrics_port=args.metrics_port)
     return 0
 
 
@@ -55,6 +55,23 @@ def _cmd_leaf_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from .agent.service import AgentConfig, main
+
+    return main(
+        AgentConfig(
+            silo=args.silo,
+            nats_url=args.nats,
+            plan=args.plan,
+            manifests=Path(args.manifests) if args.manifests else None,
+            command=args.command,
+            kubeconfig=args.kubeconfig,
+            heartbeat_seconds=args.heartbeat,
+            state_dir=Path(args.state_dir),
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetlattice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,7 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", default=None,
                      help="kopf peering name for HA (several replicas, one active); default: standalone")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    run.add_argument("--metrics-port", type=int, default=9090, help="port of the Prometheus /metrics endpoint; 0: off")
     run.set_defaults(func=_cmd_run)
+
+    agent = sub.add_parser("agent", help="run a silo's install agent (talks to the silo's leaf)")
+    agent.add_argument("--silo", required=True, help="the silo this agent serves, e.g. ct-fac")
+    agent.add_argument("--nats", required=True, help="the silo's leaf, e.g. nats://nats-leaf:4222")
+    agent.add_argument("--plan", choices=["builtin", "command"], default="builtin",
+                       help="builtin: apply --manifests templates; command: run --command")
+    agent.add_argument("--manifests", help="directory of manifest templates (builtin plan)")
+    agent.add_argument("--command", help="install script and arguments, e.g. '/bin/install.sh --fast' (command plan)")
+    agent.add_argument("--kubeconfig", help="the silo cluster's kubeconfig (builtin plan; default: in-cluster)")
+    agent.add_argument("--heartbeat", type=float, default=10.0, help="seconds between silo state updates")
+    agent.add_argument("--state-dir", default="/var/lib/fleetlattice-agent",
+                       help="where the agent remembers finished requests across restarts")
+    agent.set_defaults(func=_cmd_agent)
 
     leaf = sub.add_parser("leaf", help="silo leaves").add_subparsers(dest="leaf_command", required=True)
     export = leaf.add_parser("export", help="print the bundle an External silo applies in its own cluster")

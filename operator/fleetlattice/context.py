@@ -4,7 +4,6 @@ hub scrape (so SiloLeaf status reads it instead of scraping again), and per-hub 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass, field
 
 from .install_bus import InstallStore
@@ -28,8 +27,6 @@ class Context:
     installs: InstallStore
     settings: Settings = field(default_factory=Settings)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
-    # (report kind, outcome) -> count, e.g. ("done", "applied"); exported as metrics.
-    bus_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
 
     def config_lock(self, hub: HubRef) -> asyncio.Lock:

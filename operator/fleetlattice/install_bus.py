@@ -15,11 +15,12 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from .api.messages import BusMessage
-from .api.siloinstall import SiloInstallSpec, SiloInstallStatus
+from .api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInstallStatus
 from .conditions import Cond, merge_conditions
 from .install_router import REPORT_KINDS
 from .install_state import dump
 from .kube import Kube
+from .metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
 from .natsconn import HubNotReachable
 from .render.names import HubRef
 from .render.permissions import INSTALL_STREAM, agent_durable
@@ -88,6 +89,14 @@ async def jetstream_for(ctx: Context, namespace: str, hub_name: str) -> JetStrea
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
 
 
+def _observe_transition(old: SiloInstallStatus, new: SiloInstallStatus) -> None:
+    if old.phase == new.phase:
+        return
+    INSTALL_TRANSITIONS.labels(old.phase, new.phase).inc()
+    if new.phase in FINAL_PHASES and new.started_at and new.completed_at:
+        INSTALL_SECONDS.labels(new.phase).observe((new.completed_at - new.started_at).total_seconds())
+
+
 class InstallStore:
     """Read-transform-write of one SiloInstall's status, serialised per install in this process and
     guarded by resourceVersion against anything else."""
@@ -120,6 +129,7 @@ class InstallStore:
                     if exc.status == 409:
                         continue
                     raise
+                _observe_transition(status, new)
                 return new
             raise RuntimeError(f"SiloInstall {namespace}/{name}: status kept changing underneath, giving up")
 

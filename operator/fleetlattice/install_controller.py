@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +36,7 @@ from .install_state import (
     retry_due,
     unpublished,
 )
+from .metrics import BUS_MESSAGES
 from .render.names import HubRef
 from .render.permissions import INSTALL_STREAM, STATE_BUCKET
 
@@ -133,7 +133,6 @@ class BusConsumer:
                  by_uid: Mapping[str, Any], by_silo: Mapping[Any, Any]) -> None:
         self.ctx, self.store, self.hub = ctx, store, hub
         self.by_uid, self.by_silo = by_uid, by_silo
-        self.outcomes: Counter[tuple[str, str]] = ctx.bus_outcomes
 
     async def run(self, stopped: Any) -> None:
         """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout)."""
@@ -192,6 +191,6 @@ class BusConsumer:
             await msg.ack()
 
     def _count(self, kind: str, outcome: str, subject: str, detail: str) -> None:
-        self.outcomes[(kind, outcome)] += 1
+        BUS_MESSAGES.labels(kind, outcome).inc()
         if outcome != "applied":
             log.info("install bus: %s report on %s %s: %s", kind, subject, outcome, detail)

@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from .credentials import Credential
 from .kube import Kube
+from .metrics import HUB_CONNECTED
 from .render.names import HubRef
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,16 @@ class HubConnections:
         cred = await self.operator_credential(hub)
         entry_ref: list[_Entry] = []
 
+        gauge = HUB_CONNECTED.labels(hub.namespace, hub.name)
+
         async def disconnected() -> None:
+            gauge.set(0)
             if entry_ref:
                 entry_ref[0].disconnected_since = time.monotonic()
             log.warning("hub %s: NATS connection lost, reconnecting", hub)
 
         async def reconnected() -> None:
+            gauge.set(1)
             if entry_ref:
                 entry_ref[0].disconnected_since = None
             log.info("hub %s: NATS connection restored", hub)
@@ -119,11 +124,13 @@ class HubConnections:
             raise HubNotReachable(f"cannot connect to hub {hub} at {url}: {exc}") from exc
         entry = _Entry(nc)
         entry_ref.append(entry)
+        gauge.set(1)
         self._entries[hub] = entry
         log.info("hub %s: connected to %s", hub, url)
         return nc
 
     async def _drop(self, hub: HubRef) -> None:
+        HUB_CONNECTED.labels(hub.namespace, hub.name).set(0)
         entry = self._entries.pop(hub, None)
         if entry and not entry.nc.is_closed:
             await entry.nc.close()

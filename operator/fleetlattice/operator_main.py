@@ -14,11 +14,12 @@ HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream", "install")
 
 
 def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, peering: str | None,
-        liveness: str | None) -> None:
+        liveness: str | None, metrics_port: int) -> None:
     if kubeconfig:
         # kopf's own login reads KUBECONFIG; the handlers' client loads it explicitly.
         os.environ["KUBECONFIG"] = kubeconfig
     os.environ["FLEETLATTICE_HUB_ADDRESS"] = address_mode
+    os.environ["FLEETLATTICE_METRICS_PORT"] = str(metrics_port)
     load_config(kubeconfig)
     for module in HANDLER_MODULES:
         importlib.import_module(f"fleetlattice.handlers.{module}")

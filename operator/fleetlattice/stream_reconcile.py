@@ -11,6 +11,7 @@ from nats.js.errors import APIError, NotFoundError
 from .api.fleetstream import FleetStreamSpec
 from .conditions import Cond
 from .context import Context
+from .metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, STREAM_BYTES, STREAM_MESSAGES
 from .natsconn import HubNotReachable
 from .render.names import HubRef
 from .render.stream import immutable_changes, render_consumer_configs, render_stream_config, stream_config_diff
@@ -50,6 +51,15 @@ def live_fields(name: str, info: Any) -> dict[str, Any]:
     }
 
 
+async def _export_live_state(js: Any, namespace: str, name: str, info: Any) -> None:
+    """The panels seed 003 asks for: size of each stream and lag of each of its consumers."""
+    STREAM_MESSAGES.labels(namespace, name).set(info.state.messages)
+    STREAM_BYTES.labels(namespace, name).set(info.state.bytes)
+    for consumer in await js.consumers_info(name):
+        CONSUMER_PENDING.labels(namespace, name, consumer.name).set(consumer.num_pending or 0)
+        CONSUMER_ACK_PENDING.labels(namespace, name, consumer.name).set(consumer.num_ack_pending or 0)
+
+
 async def reconcile_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) -> tuple[dict[str, Any], list[Cond]]:
     """Make the server match the spec where NATS allows it; say exactly why where it does not."""
     js = await _jetstream(ctx, namespace, spec)
@@ -73,6 +83,7 @@ async def reconcile_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) 
         for consumer in render_consumer_configs(spec):
             await js.add_consumer(name, consumer)
         info = await js.stream_info(name)
+        await _export_live_state(js, namespace, name, info)
     except APIError as exc:
         message = f"{exc.description or exc} (code {exc.err_code})"
         return {"streamName": name}, [Cond.false("Ready", "JetStreamError", message)]

@@ -37,13 +37,15 @@ class OperatorProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleetlattice.cli", "run", "--kubeconfig", str(self.kubeconfig),
-             "--hub-address", "clusterip", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+             "--hub-address", "clusterip", "--liveness", f"http://127.0.0.1:{self.port}/healthz",
+             "--metrics-port", str(self.metrics_port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         wait_for(self._alive, 60, "operator liveness endpoint")
@@ -53,6 +55,17 @@ class OperatorProcess:
             raise AssertionError(f"operator exited:\n{self.log_tail()}")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
             return response.status == 200
+
+    def metrics(self) -> dict[str, float]:
+        """The /metrics endpoint, parsed into {'name{labels}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:

@@ -70,7 +70,14 @@ def wait_phase(kubectl: Kubectl, namespace: str, name: str, *phases: str, timeou
         raise
 
 
-def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:
+def _metric(samples: dict[str, float], name: str, **labels: str) -> float:
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(v for key, v in samples.items() if key.startswith(name + "{") and all(w in key for w in wanted))
+
+
+def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
+                                                      operator: Any) -> None:
+    before = operator.metrics()
     install(kubectl, bus.namespace, "ct-fac-v622", params={"pods": "6"})
     obj = wait_phase(kubectl, bus.namespace, "ct-fac-v622", "Succeeded", agent=ct_fac_agent)
     status = obj["status"]
@@ -84,6 +91,18 @@ def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl
     assert row.split()[1:5] == ["ct-fac", "v622", "Succeeded", "done"] and row.split()[5] == "6", row
     wait_for(lambda: condition(get(kubectl, "siloinstall", "ct-fac-v622", bus.namespace), "AgentConnected")
              .get("status") == "True", 30, "AgentConnected from the heartbeat")
+    after = operator.metrics()
+    for name, labels in [
+        ("fleetlattice_bus_messages_total", {"type": "progress", "outcome": "applied"}),
+        ("fleetlattice_bus_messages_total", {"type": "done", "outcome": "applied"}),
+        ("fleetlattice_install_phase_transitions_total", {"to_phase": "Succeeded"}),
+        ("fleetlattice_install_duration_seconds_count", {"phase": "Succeeded"}),
+        ("fleetlattice_reconciles_total", {"kind": "SiloInstall"}),
+    ]:
+        assert _metric(after, name, **labels) > _metric(before, name, **labels), f"{name}{labels} did not move"
+    assert _metric(after, "fleetlattice_hub_connected", namespace=bus.namespace) == 1
+    assert f'fleetlattice_consumer_num_pending{{consumer="agent-ct-fac",namespace="{bus.namespace}",' \
+           f'stream="FLEET_INSTALL"}}' in after
 
 
 def test_failing_plan_reports_step_and_error(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import kopf
 
 from ..hub_reconcile import apply_hub, observe_hub
+from ..metrics import reconciling
 from ..render.names import HubRef
 from .common import context, write_status
 
@@ -13,8 +14,9 @@ HUBS = "fleethubs.fleet.lattice.dev"
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
     ctx = context(memo)
-    hashes = await apply_hub(ctx, dict(body))
-    result = await observe_hub(ctx, dict(body), hashes)
+    async with reconciling("FleetHub"):
+        hashes = await apply_hub(ctx, dict(body))
+        result = await observe_hub(ctx, dict(body), hashes)
     write_status(patch, body, result["fields"], result["conditions"])
 
 

@@ -13,6 +13,7 @@ from ..conditions import Cond
 from ..hub_status import parse_time
 from ..install_bus import BusNotReady
 from ..install_controller import BusConsumer, advance, index_entry, start_scrub, tick
+from ..metrics import reconciling
 from ..render.names import HubRef
 from .common import context, write_status
 
@@ -56,7 +57,8 @@ async def install_changed(body: kopf.Body, patch: kopf.Patch, namespace: str, na
     ctx = context(memo)
     try:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
-        await advance(ctx, ctx.installs, namespace, name, hub)
+        async with reconciling("SiloInstall"):
+            await advance(ctx, ctx.installs, namespace, name, hub)
     except BusNotReady as exc:
         _not_ready(patch, body, exc)
         raise kopf.TemporaryError(str(exc), delay=5) from exc

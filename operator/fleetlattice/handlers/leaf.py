@@ -7,6 +7,7 @@ import kopf
 from ..conditions import Cond
 from ..hub_reconcile import sync_hub_config
 from ..leaf_reconcile import LeafNotReady, apply_leaf, observe_leaf
+from ..metrics import reconciling
 from .common import context, write_status
 
 LEAVES = "siloleaves.fleet.lattice.dev"
@@ -15,7 +16,8 @@ LEAVES = "siloleaves.fleet.lattice.dev"
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, retry: bool) -> None:
     ctx = context(memo)
     try:
-        secret = await apply_leaf(ctx, dict(body))
+        async with reconciling("SiloLeaf"):
+            secret = await apply_leaf(ctx, dict(body))
     except LeafNotReady as exc:
         write_status(patch, body, {"connected": False}, [Cond.false("Ready", exc.reason, str(exc))])
         if retry:

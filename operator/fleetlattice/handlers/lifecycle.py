@@ -7,6 +7,7 @@ import os
 
 import kopf
 
+from .. import metrics
 from ..context import Context, Settings
 from ..install_bus import InstallStore
 from ..kube import Kube
@@ -26,6 +27,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    port = int(os.environ.get("FLEETLATTICE_METRICS_PORT", "9090"))
+    if port:
+        metrics.serve(port)
     mode = os.environ.get("FLEETLATTICE_HUB_ADDRESS", "auto")
     kube = Kube()
     hubs = HubConnections(kube, mode)  # type: ignore[arg-type]

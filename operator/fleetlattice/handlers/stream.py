@@ -9,6 +9,7 @@ import kopf
 from ..api.fleetstream import FleetStreamSpec
 from ..conditions import Cond
 from ..hub_status import parse_time
+from ..metrics import reconciling
 from ..stream_reconcile import StreamNotReady, delete_stream, reconcile_stream
 from .common import context, write_status
 
@@ -18,7 +19,8 @@ STREAMS = "fleetstreams.fleet.lattice.dev"
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, namespace: str, *, retry: bool) -> None:
     spec = FleetStreamSpec.model_validate(dict(body["spec"]))
     try:
-        fields, conds = await reconcile_stream(context(memo), namespace, spec)
+        async with reconciling("FleetStream"):
+            fields, conds = await reconcile_stream(context(memo), namespace, spec)
     except StreamNotReady as exc:
         write_status(patch, body, {}, [Cond.false("Ready", exc.reason, str(exc))])
         if retry:
