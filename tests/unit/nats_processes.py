@@ -119,3 +119,12 @@ async def running_server(
         if process.returncode is None:
             process.terminate()
             await process.wait()
+
+
+async def leaf_interest(server: NatsProcess, subject: str) -> None:
+    """Wait until `server` has `subject` in its one leafnode connection's subscriptions."""
+
+    async def present() -> bool:
+        return subject in (await server.monitor("leafz?subs=1"))["leafs"][0].get("subscriptions_list", [])
+
+    await eventually(f"interest in {subject} to cross the leafnode", present)

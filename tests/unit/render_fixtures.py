@@ -11,9 +11,10 @@ from typing import Any
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf
-from fleetlattice.render.layout import HUB_CONF_KEY, ServerPaths
+from fleetlattice.render.layout import HUB_CONF_KEY, LEAF_CONF_KEY, ServerPaths
+from fleetlattice.render.leaf import REMOTE_URL_ENV, leaf_remote_url, render_leaf_conf
 from fleetlattice.render.names import HubRef
-from nats_processes import NatsProcess, free_port, running_server
+from nats_processes import NatsProcess, eventually, free_port, running_server
 
 # bcrypt("pw", cost 4): a real hash, fixed so rendered output is stable; the runtime test logs in with "pw".
 PASSWORD = "pw"
@@ -90,3 +91,28 @@ async def running_hub(binary: Path, root: Path, users: HubUsers) -> AsyncIterato
     spec, paths, conf = _write_hub_conf(root, users)
     async with running_server(binary, conf, spec.ports.monitoring, env={"POD_NAME": "eose-hub-0"}) as server:
         yield LocalHub(server, spec, conf, paths)
+
+
+def _write_leaf_conf(root: Path, silo: str, client_port: int, monitoring_port: int) -> Path:
+    paths = temp_paths(root)
+    Path(paths.config_dir).mkdir(parents=True)
+    conf = Path(paths.config_file(LEAF_CONF_KEY))
+    conf.write_text(render_leaf_conf(silo, False, paths, client_port, monitoring_port))
+    return conf
+
+
+@asynccontextmanager
+async def running_leaf(
+    binary: Path, root: Path, hub: LocalHub, silo: str = "ct-fac"
+) -> AsyncIterator[tuple[NatsProcess, int]]:
+    """The silo's leaf from render_leaf_conf, dialing `hub` with the silo's URL; yields it and its client port."""
+    client_port, monitoring_port = free_port(), free_port()
+    conf = _write_leaf_conf(root, silo, client_port, monitoring_port)
+    env = {REMOTE_URL_ENV: leaf_remote_url(hub.leafnode_url, silo, PASSWORD)}
+    async with running_server(binary, conf, monitoring_port, env=env) as leaf:
+
+        async def connected() -> bool:
+            return bool((await leaf.monitor("leafz"))["leafs"])
+
+        await eventually("the silo's leaf to connect to the hub", connected)
+        yield leaf, client_port

@@ -27,12 +27,10 @@ from nats.js.errors import ServiceUnavailableError
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers
-from fleetlattice.render.layout import LEAF_CONF_KEY
-from fleetlattice.render.leaf import REMOTE_URL_ENV, leaf_remote_url, render_leaf_conf
 from fleetlattice.render.permissions import JS_DOMAIN, agent_durable, inbox_prefix
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
-from nats_processes import NatsProcess, eventually, free_port, running_server
-from render_fixtures import PASSWORD, LocalHub, hub_users, running_hub, temp_paths
+from nats_processes import NatsProcess, eventually, leaf_interest
+from render_fixtures import LocalHub, hub_users, running_hub, running_leaf
 
 SILO = "ct-fac"
 OTHER = "msclo"
@@ -86,29 +84,6 @@ def _inbox(user: str) -> bytes:
     return inbox_prefix(user).encode() if user in (SILO, OTHER, "forge") else b"_INBOX"
 
 
-def _write_leaf_conf(root: Path, client_port: int, monitoring_port: int) -> Path:
-    paths = temp_paths(root)
-    Path(paths.config_dir).mkdir(parents=True)
-    conf = Path(paths.config_file(LEAF_CONF_KEY))
-    conf.write_text(render_leaf_conf(SILO, False, paths, client_port, monitoring_port))
-    return conf
-
-
-@asynccontextmanager
-async def running_leaf(binary: Path, root: Path, hub: LocalHub) -> AsyncIterator[tuple[NatsProcess, int]]:
-    """The silo's leaf from render_leaf_conf, dialing `hub` with the silo's URL; yields it and its client port."""
-    client_port, monitoring_port = free_port(), free_port()
-    conf = _write_leaf_conf(root, client_port, monitoring_port)
-    env = {REMOTE_URL_ENV: leaf_remote_url(hub.leafnode_url, SILO, PASSWORD)}
-    async with running_server(binary, conf, monitoring_port, env=env) as leaf:
-
-        async def connected() -> bool:
-            return bool((await leaf.monitor("leafz"))["leafs"])
-
-        await eventually("the silo's leaf to connect to the hub", connected)
-        yield leaf, client_port
-
-
 @asynccontextmanager
 async def running_lattice(binary: Path, root: Path) -> AsyncIterator[Lattice]:
     async with (
@@ -134,20 +109,11 @@ async def lattice(nats_server: Path, tmp_path: Path) -> AsyncIterator[Lattice]:
         yield running
 
 
-async def _interest(server: NatsProcess, subject: str) -> None:
-    """Wait until `server` has `subject` in its one leafnode connection's subscriptions."""
-
-    async def present() -> bool:
-        return subject in (await server.monitor("leafz?subs=1"))["leafs"][0].get("subscriptions_list", [])
-
-    await eventually(f"interest in {subject} to cross the leafnode", present)
-
-
 async def test_silo_publishes_only_its_own_subjects(lattice: Lattice) -> None:
     hub, silo = await lattice.hub_client(), await lattice.silo_client()
     received = await hub.subscribe("fleet.>")
     await hub.flush()
-    await _interest(lattice.leaf, "fleet.>")
+    await leaf_interest(lattice.leaf, "fleet.>")
 
     for subject in (f"fleet.events.{SILO}.boot", f"fleet.install.{OTHER}.done", f"fleet.install.{SILO}.done"):
         await silo.publish(subject, b"{}")
@@ -210,7 +176,7 @@ async def test_agent_uses_the_hubs_jetstream_through_its_leaf(lattice: Lattice) 
     for consumer in render_consumer_configs(install):
         await js.add_consumer("FLEET_INSTALL", consumer)
     await js.publish(f"fleet.install.{SILO}.request", b'{"requestId":"r1"}')
-    await _interest(lattice.leaf, f"$JS.{JS_DOMAIN}.API.CONSUMER.>")
+    await leaf_interest(lattice.leaf, f"$JS.{JS_DOMAIN}.API.CONSUMER.>")
 
     silo = await lattice.silo_client()
     agent_js = silo.jetstream(domain=JS_DOMAIN, timeout=2)
@@ -257,7 +223,7 @@ async def test_changed_permissions_reach_a_leaf_when_it_reconnects(
     assert (await received.next_msg(MESSAGE_WAIT)).subject == f"fleet.events.{SILO}.marker"
 
     async with running_leaf(nats_server, tmp_path / "leaf-restarted", lattice.hub) as (leaf, port):
-        await _interest(leaf, "fleet.>")
+        await leaf_interest(leaf, "fleet.>")
         new_leaf = await lattice.leaf_client(port)
         await new_leaf.publish("fleet.campfire.hello", b"new")
         await new_leaf.flush()

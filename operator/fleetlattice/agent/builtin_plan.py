@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ..api.messages import InstallRequest, ScrubRequest
@@ -57,12 +58,11 @@ class BuiltinPlan:
             return StepOutput(f"applied {len(rendered)} objects")
 
         async def rollout(_: ProgressSink) -> StepOutput:
-            pending = workloads(rendered)
-            while pending:
-                live = [await self.cluster.get(w) for w in pending]
-                pending = [w for w, obj in zip(pending, live, strict=True) if obj is None or not rolled_out(obj)]
-                if pending:
-                    await asyncio.sleep(POLL_SECONDS)
+            async def all_rolled_out() -> bool:
+                live = [await self.cluster.get(w) for w in workloads(rendered)]
+                return all(obj is not None and rolled_out(obj) for obj in live)
+
+            await _poll_until(all_rolled_out)
             return StepOutput(f"{len(workloads(rendered))} workloads rolled out")
 
         async def verify(_: ProgressSink) -> StepOutput:
@@ -78,10 +78,18 @@ class BuiltinPlan:
         manifests = self._render(installed.version if installed else "", installed.params if installed else {})
         for manifest in reversed(manifests):
             await self.cluster.delete(manifest)
+
+        async def all_gone() -> bool:
+            return all([await self.cluster.get(m) is None for m in manifests])
+
         try:
             async with asyncio.timeout(SCRUB_WAIT_SECONDS):
-                for manifest in manifests:
-                    while await self.cluster.get(manifest) is not None:
-                        await asyncio.sleep(POLL_SECONDS)
+                await _poll_until(all_gone)
         except TimeoutError as error:
             raise StepFailed(f"objects still present after {SCRUB_WAIT_SECONDS:.0f}s") from error
+
+
+async def _poll_until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """The API server offers no event to await here (a watch is overkill for a handful of objects)."""
+    while not await condition():  # noqa: ASYNC110
+        await asyncio.sleep(POLL_SECONDS)

@@ -5,6 +5,7 @@ waits on the API server. Kinds are resolved by API discovery: manifests may hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -45,7 +46,7 @@ class Cluster:
 
     def _apply(self, manifest: Manifest) -> None:
         resource, namespace = self._locate(manifest)
-        # Forced: the agent owns these fields; another manager's conflicting value is overwritten, as a re-install should.
+        # Forced: these fields are the agent's; a re-install overwrites another manager's conflicting value.
         self._dynamic().server_side_apply(
             resource, body=manifest, namespace=namespace, field_manager=AGENT_NAME, force_conflicts=True
         )
@@ -60,10 +61,8 @@ class Cluster:
     def _delete(self, manifest: Manifest) -> None:
         resource, namespace = self._locate(manifest)
         body: dict[str, Any] = {"propagationPolicy": "Foreground"}  # gone means its pods are gone too
-        try:
+        with contextlib.suppress(NotFoundError):
             self._dynamic().delete(resource, name=manifest["metadata"]["name"], namespace=namespace, body=body)
-        except NotFoundError:
-            pass
 
     async def apply(self, manifest: Manifest) -> None:
         await asyncio.to_thread(self._apply, manifest)

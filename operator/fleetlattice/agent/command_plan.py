@@ -54,10 +54,10 @@ class CommandPlan:
     def steps(self, request: InstallRequest) -> list[Step]:
         async def run(progress: ProgressSink) -> StepOutput:
             relay = _Relay(progress)
-            code, stderr = await _run(self.argv, request.encode(), self._env(request.request_id, request.version, False),
-                                      relay.line)  # fmt: skip
+            env = self._env(request.request_id, request.version, scrub=False)
+            code, stderr = await _run(self.argv, request.encode(), env, relay.line)
             if code != 0:
-                raise StepFailed(_error(code, stderr), retryable=code != EXIT_NOT_RETRYABLE, step=relay.step)
+                raise StepFailed(_error(code, stderr), retryable=code != EXIT_NOT_RETRYABLE)
             return StepOutput(result=relay.result)
 
         return [Step(STEP, run)]
@@ -67,7 +67,8 @@ class CommandPlan:
             log.info("scrub %s: %s", request.request_id, line)
 
         version = installed.version if installed else ""
-        code, stderr = await _run(self.argv, request.encode(), self._env(request.request_id, version, True), log_line)
+        env = self._env(request.request_id, version, scrub=True)
+        code, stderr = await _run(self.argv, request.encode(), env, log_line)
         if code != 0:
             raise StepFailed(_error(code, stderr), retryable=code != EXIT_NOT_RETRYABLE)
 
@@ -126,7 +127,10 @@ async def _run(argv: list[str], stdin: bytes, env: dict[str, str], on_line: Line
     )
     stderr: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
     try:
-        assert process.stdin and process.stdout and process.stderr
+        # PIPE was asked for all three, so they exist; the asserts tell the type checker.
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         # Fed while the output is read: a script writing before it reads its stdin must not deadlock.
         await asyncio.gather(
             _feed(process.stdin, stdin), _lines(process.stdout, on_line), _lines(process.stderr, _append_to(stderr))

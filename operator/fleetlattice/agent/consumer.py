@@ -65,7 +65,7 @@ async def messages(subscription: JetStreamContext.PullSubscription) -> AsyncIter
     while True:
         try:
             (msg,) = await subscription.fetch(1, timeout=FETCH_SECONDS)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own subclass, or the builtin one, depending on the path
             continue  # nothing to do yet (or the hub is unreachable: nats-py reconnects meanwhile)
         except nats.js.errors.APIError as error:
             log.warning("fetch from %s failed: %s", INSTALL_STREAM, error)

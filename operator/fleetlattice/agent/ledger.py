@@ -56,7 +56,11 @@ class Ledger:
         return self.record.finished.get(request_id)
 
     async def finish(
-        self, request_id: str, outcome: Outcome, installed: InstallRequest | None = None, result: dict[str, Any] | None = None
+        self,
+        request_id: str,
+        outcome: Outcome,
+        installed: InstallRequest | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         """Record that `request_id` ended with `outcome`; a `done` also records what is now installed,
         a `scrubbed` that nothing is."""

@@ -33,14 +33,12 @@ class Step:
 
 
 class StepFailed(Exception):
-    """A step's clean failure. `step` overrides the step name (a script knows which of its steps
-    failed); `retryable` False tells the operator another attempt would fail the same way."""
+    """A step's clean failure; `retryable` False tells the operator another attempt would fail the same way."""
 
-    def __init__(self, error: str, *, retryable: bool = True, step: str | None = None) -> None:
+    def __init__(self, error: str, *, retryable: bool = True) -> None:
         super().__init__(error)
         self.error = error
         self.retryable = retryable
-        self.step = step
 
 
 class InstallPlan(Protocol):

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-import nats
 import nats.errors
 from nats.aio.client import Client
 
@@ -24,7 +24,7 @@ from ..render.permissions import JS_DOMAIN, inbox_prefix
 from .builtin_plan import BuiltinPlan
 from .cluster import Cluster
 from .command_plan import CommandPlan
-from .consumer import Backoff, bind, messages
+from .consumer import bind, messages
 from .heartbeat import announce_boot, heartbeat
 from .ledger import Ledger
 from .plan import InstallPlan
@@ -33,6 +33,7 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 PlanKind = Literal["builtin", "command"]
+T = TypeVar("T")
 # JetStream API replies cross the leaf and the hub; a little slack over nats-py's default.
 JS_TIMEOUT_SECONDS = 10.0
 
@@ -59,54 +60,83 @@ def make_plan(config: AgentConfig) -> InstallPlan:
     return BuiltinPlan(config.manifests, config.silo, Cluster(config.kubeconfig))
 
 
-async def connect(config: AgentConfig) -> Client:
-    """Connect, retrying until the leaf is up (nats-py only reconnects once it was connected), then
-    reconnecting forever."""
+class _ConnectionLog:
+    """nats-py's callbacks, logged once per outage rather than once per retry (every second)."""
 
-    async def disconnected() -> None:
-        log.warning("connection to the leaf lost, reconnecting")
+    def __init__(self, nc: Client, url: str) -> None:
+        self.nc, self.url = nc, url
+        self.failing = False
 
-    async def reconnected() -> None:
+    async def disconnected(self) -> None:
+        if not self.nc.is_closed:  # closing on purpose (drain at shutdown) is no loss
+            log.warning("connection to the leaf lost, reconnecting")
+
+    async def reconnected(self) -> None:
+        self.failing = False
         log.info("connection to the leaf restored")
 
-    async def error(e: Exception) -> None:
-        log.debug("NATS error: %s", e)
+    async def error(self, error: Exception) -> None:
+        log.log(logging.DEBUG if self.failing else logging.WARNING, "cannot reach %s: %s", self.url, error)
+        self.failing = True
 
-    backoff = Backoff()
-    while True:
-        try:
-            return await nats.connect(
-                servers=[config.nats_url],
-                name=f"fleetlattice-agent/{config.silo}",
-                inbox_prefix=inbox_prefix(config.silo).encode(),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-            )
-        except (OSError, nats.errors.Error) as e:
-            log.warning("cannot connect to %s yet: %s", config.nats_url, e)
-            await backoff.wait()
+
+async def connect(config: AgentConfig) -> Client:
+    """Connect to the leaf, retrying until it is up (it may start after the agent), reconnecting forever."""
+    nc = Client()
+    connection_log = _ConnectionLog(nc, config.nats_url)
+    # max_reconnect_attempts=-1 makes nats-py retry the first connect forever too, not only reconnects.
+    await nc.connect(
+        servers=[config.nats_url],
+        name=f"fleetlattice-agent/{config.silo}",
+        inbox_prefix=inbox_prefix(config.silo).encode(),
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        disconnected_cb=connection_log.disconnected,
+        reconnected_cb=connection_log.reconnected,
+        error_cb=connection_log.error,
+    )
+    connection_log.failing = False
+    return nc
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None (and `work` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
 
 
 async def _serve(worker: Worker) -> None:
     subscription, ack_wait = await bind(worker.js, worker.silo)
-    async for msg in messages(subscription):
-        try:
-            await worker.handle(msg, ack_wait)
-        except Exception:
-            # Left unacked: JetStream redelivers it after ack_wait, and the ledger prevents a double run.
-            # One bad message (or a lost connection) must not stop the silo's installs.
-            log.exception("message left unacked for redelivery")
+    try:
+        async for msg in messages(subscription):
+            try:
+                await worker.handle(msg, ack_wait)
+            except Exception:
+                # Left unacked: JetStream redelivers it after ack_wait, and the ledger prevents a double run.
+                # One bad message (or a lost connection) must not stop the silo's installs.
+                log.exception("message left unacked for redelivery")
+    finally:
+        # Discard, not drain: a fetch cancelled by the stop still gets its expiry status later, which
+        # nobody would consume, and draining would wait for it until nats-py's drain timeout (30s).
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
 
 
-async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
+async def run_agent(config: AgentConfig, plan: InstallPlan, stop: asyncio.Event) -> None:
     """Run until `stop` is set. An install in flight is then abandoned unacked, for redelivery."""
-    plan = make_plan(config)
     ledger = Ledger(config.state_dir)
-    nc = await connect(config)
+    nc = await _unless_stopped(connect(config), stop)  # a leaf that never comes up must not block a stop
+    if nc is None:
+        return
     js = nc.jetstream(domain=JS_DOMAIN, timeout=JS_TIMEOUT_SECONDS)
     worker = Worker(config.silo, js, plan, ledger)
 
@@ -126,12 +156,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
         asyncio.create_task(heartbeat(js, config.silo, state, config.heartbeat_seconds), name="heartbeat"),
         asyncio.create_task(_serve(worker), name="serve"),
     ]
-    stopped = asyncio.create_task(stop.wait(), name="stop")
     try:
         # The tasks run until cancelled, so one that ends has crashed: stop and let it raise below.
-        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        await _unless_stopped(asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED), stop)
     finally:
-        for task in (stopped, *tasks):
+        for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(nats.errors.Error):
@@ -142,15 +171,20 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
             raise result
 
 
-async def _main(config: AgentConfig) -> None:
+async def _main(config: AgentConfig, plan: InstallPlan) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_agent(config, stop)
+    await run_agent(config, plan, stop)
 
 
 def main(config: AgentConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_main(config))
+    try:
+        plan = make_plan(config)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    asyncio.run(_main(config, plan))
     return 0

@@ -46,7 +46,8 @@ def parse(silo: str, subject: str, data: bytes) -> InstallRequest | ScrubRequest
     try:
         message = model.model_validate_json(data)
     except ValidationError as error:
-        raise InvalidMessage(f"invalid {kind}: {error.errors(include_url=False)}") from error
+        # Without the input: a garbage message may be 64 KiB of anything.
+        raise InvalidMessage(f"invalid {kind}: {error.errors(include_url=False, include_input=False)}") from error
     if isinstance(message, InstallRequest) and message.silo != silo:
         raise InvalidMessage(f"request {message.request_id} is for silo {message.silo}, this is {silo}")
     return message
@@ -110,17 +111,23 @@ class Worker:
         steps = self.plan.steps(request)
         result: dict[str, Any] = {}
         current = steps[0].name if steps else ""
+
+        async def relay(step: str, index: int, total: int, message: str) -> None:
+            nonlocal current
+            current = step  # a step reporting progress of its own names where it is (a script's own steps)
+            await reporter.progress(step, index, total, message)
+
         deadline = asyncio.timeout_at(_loop_deadline(request.deadline))
         try:
             async with deadline:
                 for index, step in enumerate(steps, 1):
                     current = step.name
-                    output = await step.run(reporter.progress)
+                    output = await step.run(relay)
                     result.update(output.result)
                     if output.message is not None:
                         await reporter.progress(step.name, index, len(steps), output.message)
         except StepFailed as error:
-            await self._failed(reporter, error.step or current, error.error, error.retryable)
+            await self._failed(reporter, current, error.error, error.retryable)
             return
         except Exception as error:
             if not deadline.expired():
