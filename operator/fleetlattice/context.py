@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from .api.messages import SiloState
 from .install_bus import InstallStore
 from .kube import Kube
 from .monitoring import ServerSnapshot
@@ -27,8 +29,15 @@ class Context:
     installs: InstallStore
     settings: Settings = field(default_factory=Settings)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
+    # (namespace, silo) -> the silo agent's latest state, pushed by a FLEET_STATE watch per hub.
+    heartbeats: dict[tuple[str, str], SiloState] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
 
     def config_lock(self, hub: HubRef) -> asyncio.Lock:
         """Serialises writes of one hub's config: the hub and its SiloLeaves all render it."""
         return self._config_locks.setdefault(hub, asyncio.Lock())
+
+    def heartbeat_age(self, namespace: str, silo: str) -> float | None:
+        """Seconds since the silo's agent last reported its state; None if it never did."""
+        state = self.heartbeats.get((namespace, silo))
+        return None if state is None else (datetime.now(UTC) - state.ts).total_seconds()

@@ -4,12 +4,10 @@ and turn the agents' reports into status. Each step: load, apply a pure transiti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
-
-from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from .api.messages import SiloState
 from .api.siloinstall import SiloInstallSpec, SiloInstallStatus
@@ -73,24 +71,9 @@ async def advance(ctx: Context, store: InstallStore, namespace: str, name: str, 
     return await store.update(namespace, name, published, lambda s: install_conditions(s, None, None))
 
 
-async def agent_heartbeat(ctx: Context, namespace: str, hub: str, silo: str) -> float | None:
-    """Seconds since the silo's agent last wrote its state to FLEET_STATE; None if never."""
-    js = await jetstream_for(ctx, namespace, hub)
-    try:
-        kv = await js.key_value(STATE_BUCKET)
-        entry = await kv.get(silo)
-    except (KeyNotFoundError, NotFoundError):
-        return None
-    try:
-        state = SiloState.model_validate_json(entry.value or b"")
-    except ValueError:
-        return None
-    return (datetime.now(UTC) - state.ts).total_seconds()
-
-
 async def tick(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str, silo: str) -> None:
     """Deadlines, retries and the AgentConnected condition; then publish whatever became due."""
-    age = await agent_heartbeat(ctx, namespace, hub, silo)
+    age = ctx.heartbeat_age(namespace, silo)
     seen = age is not None and age < HEARTBEAT_FRESH_SECONDS
 
     async def deadline(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
@@ -137,8 +120,10 @@ class BusConsumer:
     async def run(self, stopped: Any) -> None:
         """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout)."""
         while not stopped:
+            watcher: asyncio.Task[None] | None = None
             try:
                 js = await jetstream_for(self.ctx, self.hub.namespace, self.hub.name)
+                watcher = asyncio.create_task(self._watch_heartbeats(js))
                 await ensure_consumers(js)
                 sub = await js.pull_subscribe_bind(OPERATOR_DURABLE, INSTALL_STREAM)
                 while not stopped:
@@ -152,6 +137,26 @@ class BusConsumer:
             except Exception as exc:  # the bus must outlive any single failure; it retries after a pause
                 log.warning("install bus of hub %s: %s; retrying", self.hub, exc)
                 await stopped.wait(3)
+            finally:
+                if watcher:
+                    watcher.cancel()
+
+    async def _watch_heartbeats(self, js: Any) -> None:
+        """Agents' states arrive pushed, so status reads them from memory, not once per object per tick."""
+        while True:
+            try:
+                kv = await js.key_value(STATE_BUCKET)
+                async for entry in await kv.watchall():
+                    if entry is None or entry.value is None or "." in entry.key:
+                        continue
+                    with contextlib.suppress(ValueError):
+                        state = SiloState.model_validate_json(entry.value)
+                        self.ctx.heartbeats[(self.hub.namespace, entry.key)] = state
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # bucket not there yet, hub restarting: look again shortly
+                log.debug("FLEET_STATE watch on %s: %s", self.hub, exc)
+            await asyncio.sleep(5)  # back-off before re-watching
 
     async def process(self, msgs: list[Any]) -> None:
         grouped: dict[InstallKey, list[tuple[Any, str, Any]]] = {}

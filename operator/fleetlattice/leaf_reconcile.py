@@ -7,11 +7,13 @@ import hashlib
 from typing import Any
 
 from .api.fleethub import FleetHubSpec
+from .api.messages import SiloState
 from .api.siloleaf import SiloLeafSpec
 from .conditions import Cond, now_iso, owner_reference
 from .context import Context
 from .credentials import Credential
 from .hub_reconcile import sync_hub_config
+from .hub_status import parse_time
 from .render.leaf import leaf_remote_url, render_leaf_manifests
 from .render.names import HubRef, SiloRef
 
@@ -100,12 +102,27 @@ def leaf_connection(ctx: Context, namespace: str, spec: SiloLeafSpec) -> dict[st
     return None
 
 
+HEARTBEAT_REFRESH_SECONDS = 30
+
+
+def _heartbeat_fields(state: SiloState | None, previous: dict[str, Any]) -> dict[str, Any]:
+    """The agent's last heartbeat, refreshed coarsely: writing every beat would cost one API write per
+    silo every few seconds for a number nobody reads that precisely."""
+    if state is None:
+        return {}
+    stored = parse_time(previous.get("lastHeartbeat"))
+    fresh = stored is None or (state.ts - stored).total_seconds() >= HEARTBEAT_REFRESH_SECONDS
+    ts = state.ts if fresh else stored
+    return {"lastHeartbeat": ts.isoformat().replace("+00:00", "Z"), "installedVersion": state.version or ""}
+
+
 def observe_leaf(ctx: Context, body: dict[str, Any], secret: str) -> tuple[dict[str, Any], list[Cond]]:
     namespace = body["metadata"]["namespace"]
     spec = SiloLeafSpec.model_validate(body["spec"])
     previous = body.get("status") or {}
     found = leaf_connection(ctx, namespace, spec)
-    fields: dict[str, Any] = {"credentialsSecret": secret, "connected": found is not None}
+    fields: dict[str, Any] = {"credentialsSecret": secret, "connected": found is not None,
+                              **_heartbeat_fields(ctx.heartbeats.get((namespace, spec.silo)), previous)}
     if found is None:
         fields.update(rtt="", hubServer="", connectedSince=None)
         waiting = "the hub has not been scraped yet" if HubRef(spec.hub, namespace) not in ctx.snapshots else (

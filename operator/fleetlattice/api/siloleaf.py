@@ -52,3 +52,7 @@ class SiloLeafStatus(StatusBase):
     rtt: str = Field("", description="Round-trip time hub to leaf, as the hub measures it.")
     hub_server: str = Field("", description="Hub server the leaf is connected to.")
     credentials_secret: str = Field("", description="Secret holding the silo's generated credential.")
+    last_heartbeat: datetime | None = Field(
+        None, description="Last state the silo's agent wrote to FLEET_STATE (refreshed at most every 30s)."
+    )
+    installed_version: str = Field("", description="Version the silo's agent reports as installed.")
