@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .api.kinds import KINDS
 from .crdgen import crd
+from .kube import Kube, load_config
 
 
 def write_crds(directory: Path) -> list[Path]:
@@ -40,9 +44,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaf_export(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from .kube import Kube, load_config
     from .leaf_export import ExportError, export_bundle
 
     load_config(args.kubeconfig)
@@ -70,6 +71,41 @@ def _cmd_agent(args: argparse.Namespace) -> int:
             state_dir=Path(args.state_dir),
         )
     )
+
+
+def _human(args: argparse.Namespace, action: Callable[[Kube], Awaitable[Any]]) -> int:
+    from .human_cli import CliError
+
+    load_config(args.kubeconfig)
+    try:
+        result = asyncio.run(action(Kube()))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, str):
+        print(result)
+        return 0
+    return int(result)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .human_cli import status
+
+    return _human(args, lambda kube: status(kube, args.namespace))
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from .human_cli import install
+
+    params = dict(p.split("=", 1) for p in args.param)
+    return _human(args, lambda kube: install(kube, args.namespace, args.silo, args.version, params, args.wait,
+                                             args.timeout))
+
+
+def _param(value: str) -> str:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"--param takes key=value, got {value!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--state-dir", default="/var/lib/fleetlattice-agent",
                        help="where the agent remembers finished requests across restarts")
     agent.set_defaults(func=_cmd_agent)
+
+    status = sub.add_parser("status", help="silos: connected, last heartbeat, version, last install")
+    status.add_argument("--namespace", "-n", default="default", help="namespace of the fleet")
+    status.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    status.set_defaults(func=_cmd_status)
+
+    inst = sub.add_parser("install", help="install a version on a silo (creates a SiloInstall)")
+    inst.add_argument("silo", help="silo name, e.g. ct-fac")
+    inst.add_argument("--version", required=True, help="version to install, e.g. v623")
+    inst.add_argument("--param", action="append", default=[], type=_param, help="key=value for the agent (repeatable)")
+    inst.add_argument("--timeout", default="15m", help="how long one attempt may take, e.g. 15m")
+    inst.add_argument("--wait", action="store_true", help="follow progress; exit 0 Succeeded, 2 Failed, 3 TimedOut")
+    inst.add_argument("--namespace", "-n", default="default", help="namespace of the fleet")
+    inst.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    inst.set_defaults(func=_cmd_install)
 
     leaf = sub.add_parser("leaf", help="silo leaves").add_subparsers(dest="leaf_command", required=True)
     export = leaf.add_parser("export", help="print the bundle an External silo applies in its own cluster")
