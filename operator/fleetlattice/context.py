@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .api.messages import SiloState
+from .coalesce import Coalescer
 from .install_bus import InstallStore
 from .kube import Kube
 from .monitoring import ServerSnapshot
@@ -30,8 +31,14 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     # (namespace, silo) -> the silo agent's latest state, pushed by a FLEET_STATE watch per hub.
+    hub_syncs: Coalescer[HubRef, bool] = field(init=False)
     heartbeats: dict[tuple[str, str], SiloState] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .hub_reconcile import render_hub_now  # the hub layer needs this context type
+
+        self.hub_syncs = Coalescer(lambda hub: render_hub_now(self, hub))
 
     def config_lock(self, hub: HubRef) -> asyncio.Lock:
         """Serialises writes of one hub's config: the hub and its SiloLeaves all render it."""

@@ -89,8 +89,13 @@ async def apply_hub(ctx: Context, body: dict[str, Any]) -> dict[str, str]:
 
 
 async def sync_hub_config(ctx: Context, namespace: str, hub_name: str) -> bool:
-    """Re-render a hub after its set of silos changed. False if the hub does not exist."""
-    body = await ctx.kube.get("FleetHub", namespace, hub_name)
+    """Re-render a hub after its set of silos changed. False if the hub does not exist. Many SiloLeaves
+    asking at once (start-up, a GitOps sync of a thousand silos) share one render."""
+    return await ctx.hub_syncs.run(HubRef(hub_name, namespace))
+
+
+async def render_hub_now(ctx: Context, hub: HubRef) -> bool:
+    body = await ctx.kube.get("FleetHub", hub.namespace, hub.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return False
     await apply_hub(ctx, body)

@@ -21,8 +21,6 @@ from nats.aio.client import Client
 
 from ..api.messages import SiloState
 from ..render.permissions import JS_DOMAIN, inbox_prefix
-from .builtin_plan import BuiltinPlan
-from .cluster import Cluster
 from .command_plan import CommandPlan
 from .consumer import bind, messages
 from .heartbeat import announce_boot, heartbeat
@@ -57,6 +55,10 @@ def make_plan(config: AgentConfig) -> InstallPlan:
         return CommandPlan(config.command, config.silo)
     if config.manifests is None or not config.manifests.is_dir():
         raise ValueError("--plan builtin needs --manifests, a directory of manifest templates")
+    # Imported here: the Kubernetes client takes seconds to import, and a command-plan agent never needs it.
+    from .builtin_plan import BuiltinPlan
+    from .cluster import Cluster
+
     return BuiltinPlan(config.manifests, config.silo, Cluster(config.kubeconfig))
 
 
