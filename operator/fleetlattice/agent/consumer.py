@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 FETCH_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
+# What nats-server applies when a consumer's config leaves ack_wait unset.
+SERVER_DEFAULT_ACK_WAIT_SECONDS = 30.0
 # Errors meaning "not there yet": no stream or consumer (404), no hub behind the leaf (503), no reply.
 _NOT_YET = (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError,
             nats.errors.NoRespondersError)  # fmt: skip
@@ -54,9 +56,10 @@ async def bind(js: JetStreamContext, silo: str) -> tuple[JetStreamContext.PullSu
                 log.warning("waiting for consumer %s on stream %s (%s)", durable, INSTALL_STREAM, error)
                 logged = True
             await backoff.wait()
-    log.info("bound to consumer %s on %s (ack_wait %.0fs)", durable, INSTALL_STREAM, info.config.ack_wait or 0)
+    ack_wait = float(info.config.ack_wait or SERVER_DEFAULT_ACK_WAIT_SECONDS)
+    log.info("bound to consumer %s on %s (ack_wait %.0fs)", durable, INSTALL_STREAM, ack_wait)
     subscription = await js.pull_subscribe_bind(durable=durable, stream=INSTALL_STREAM)
-    return subscription, float(info.config.ack_wait or 30)
+    return subscription, ack_wait
 
 
 async def messages(subscription: JetStreamContext.PullSubscription) -> AsyncIterator[Msg]:
