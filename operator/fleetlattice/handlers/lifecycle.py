@@ -6,6 +6,7 @@ import logging
 import os
 
 import kopf
+from kubernetes import client
 
 from .. import metrics
 from ..context import Context, Settings
@@ -35,6 +36,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     hubs = HubConnections(kube, mode)  # type: ignore[arg-type]
     memo["ctx"] = Context(kube=kube, hubs=hubs, installs=InstallStore(kube), settings=Settings())
     logger.info("fleet-lattice operator started (hub address mode: %s)", memo["ctx"].hubs.mode)
+
+
+@kopf.on.login()
+def login(**_: object) -> kopf.ConnectionInfo:
+    """kopf talks to the API server with the same credentials as our client, loaded once by
+    kube.load_config (in-cluster service account, or the --kubeconfig given on the command line)."""
+    cfg = client.Configuration.get_default_copy()
+    if cfg.refresh_api_key_hook:  # in-cluster: the projected token rotates
+        cfg.refresh_api_key_hook(cfg)
+    token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+    scheme, _, value = (token or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        scheme=scheme or None,
+        token=value or None,
+    )
 
 
 @kopf.on.cleanup()
