@@ -5,7 +5,7 @@ from typing import Final
 NATS_SERVER_VERSION: Final = "2.15.1"
 NATS_IMAGE: Final = f"docker.io/library/nats:{NATS_SERVER_VERSION}-alpine"
 # The sidecar that turns a changed ConfigMap into a SIGHUP, as the NATS Helm chart does.
-RELOADER_VERSION: Final = "0.22.1"
+RELOADER_VERSION: Final = "0.23.0"
 RELOADER_IMAGE: Final = f"docker.io/natsio/nats-server-config-reloader:{RELOADER_VERSION}"
 
 CLIENT_PORT: Final = 4222

@@ -67,6 +67,10 @@ async def silo_users(ctx: Context, hub: HubRef) -> tuple[SiloUser, ...]:
     return tuple(users[s] for s in sorted(users))
 
 
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
 def conf_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -116,6 +120,11 @@ async def observe_hub(ctx: Context, body: dict[str, Any], hashes: dict[str, str]
     targets = [(p["metadata"]["name"], p["status"]["podIP"]) for p in pods
                if p.get("status", {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
     snapshots = await scrape_all(sorted(targets), spec.ports.monitoring)
+    # A server that answers /healthz but whose pod is not Ready (a sidecar down, say) is not counted.
+    not_ready = {p["metadata"]["name"] for p in pods if not _pod_ready(p)}
+    for snap in snapshots:
+        if snap.pod in not_ready and snap.healthy:
+            snap.healthy, snap.error = False, "pod not Ready (see kubectl describe pod)"
     ctx.snapshots[hub] = snapshots
     sts = await ctx.kube.get("StatefulSet", hub.namespace, hub.statefulset) or {}
     sts_status = sts.get("status", {})

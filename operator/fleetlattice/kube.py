@@ -16,6 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from .api.kinds import API_VERSION, KINDS
 from .defaults import FIELD_MANAGER
 
+REQUEST_TIMEOUT = 30
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -73,17 +75,19 @@ class Kube:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            response = self.api.call_api(
-                path,
+            method_, url, headers, payload, post = self.api.param_serialize(
                 method,
+                path,
                 query_params=query or [],
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
             )
-            data = response.data
+            response = self.api.call_api(method_, url, header_params=headers, body=payload, post_params=post,
+                                         _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
             return json.loads(data) if data else {}
 
         return await asyncio.to_thread(call)

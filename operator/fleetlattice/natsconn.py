@@ -27,6 +27,7 @@ OPERATOR_USER = "fleet-operator"
 SYSTEM_USER = "sys"
 # A connection that has been reconnecting this long is replaced: the Service may have moved.
 STALE_AFTER_SECONDS = 30.0
+INITIAL_CONNECT_SECONDS = 8.0
 
 
 class HubNotReachable(Exception):
@@ -107,7 +108,8 @@ class HubConnections:
             log.debug("hub %s: NATS error: %s", hub, e)
 
         try:
-            nc = await nats.connect(
+            # nats-py retries an initial connect as often as a reconnect (forever here): bound it.
+            nc = await asyncio.wait_for(nats.connect(
                 servers=[url],
                 user=cred.user,
                 password=cred.password,
@@ -119,7 +121,7 @@ class HubConnections:
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
-            )
+            ), timeout=INITIAL_CONNECT_SECONDS)
         except Exception as exc:  # nats-py raises several unrelated types on connect failure
             raise HubNotReachable(f"cannot connect to hub {hub} at {url}: {exc}") from exc
         entry = _Entry(nc)

@@ -21,6 +21,8 @@ def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, pee
     os.environ["FLEETLATTICE_HUB_ADDRESS"] = address_mode
     os.environ["FLEETLATTICE_METRICS_PORT"] = str(metrics_port)
     load_config(kubeconfig)
+    # Embedded kopf does not set up logging; its "Handler ... succeeded" lines are the audit trail.
+    kopf.configure(verbose=os.environ.get("FLEETLATTICE_VERBOSE") == "1", log_format=kopf.LogFormat.PLAIN)
     for module in HANDLER_MODULES:
         importlib.import_module(f"fleetlattice.handlers.{module}")
     asyncio.run(kopf.operator(
