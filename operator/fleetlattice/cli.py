@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .operator_main import run
 
     run(namespaces=args.namespace, kubeconfig=args.kubeconfig, address_mode=args.hub_address,
-        peering=args.peering, liveness=args.liveness, metrics_port=args.metrics_port)
+        peering=args.peering, liveness=args.liveness, metrics_port=args.metrics_port, priority=args.priority)
     return 0
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how to reach hubs: Service DNS (in cluster) or ClusterIP (out of cluster); auto picks")
     run.add_argument("--peering", default=None,
                      help="kopf peering name for HA (several replicas, one active); default: standalone")
+    run.add_argument("--priority", default=os.environ.get("FLEETLATTICE_PEERING_PRIORITY", "0"),
+                     help="kopf peering priority: an integer, or auto (derived from the pod name)")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     run.add_argument("--metrics-port", type=int, default=9090, help="port of the Prometheus /metrics endpoint; 0: off")
     run.set_defaults(func=_cmd_run)

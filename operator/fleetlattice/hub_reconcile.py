@@ -68,7 +68,8 @@ async def silo_users(ctx: Context, hub: HubRef) -> tuple[SiloUser, ...]:
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", []))
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def conf_hash(text: str) -> str:
