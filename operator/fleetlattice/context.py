@@ -31,6 +31,7 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     # (namespace, silo) -> the silo agent's latest state, pushed by a FLEET_STATE watch per hub.
+    config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
     hub_syncs: Coalescer[HubRef, bool] = field(init=False)
     heartbeats: dict[tuple[str, str], SiloState] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)

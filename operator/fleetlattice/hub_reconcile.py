@@ -87,6 +87,10 @@ async def apply_hub(ctx: Context, body: dict[str, Any]) -> dict[str, str]:
                          silos=await silo_users(ctx, hub))
         text = render_hub_conf(hub, spec, users)
         rhash = restart_hash(hub, spec)
+        current = await ctx.kube.get("ConfigMap", hub.namespace, hub.config_map)
+        if current is None or text not in ((current.get("data") or {}).values()):
+            # Taken before the write: no server can load the new config earlier than this.
+            ctx.config_written_at[hub] = datetime.now(UTC)
         for manifest in render_hub_manifests(hub, spec, text, rhash):
             manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
             await ctx.kube.apply(manifest)
@@ -114,9 +118,8 @@ async def observe_hub(ctx: Context, body: dict[str, Any], hashes: dict[str, str]
     spec = FleetHubSpec.model_validate(body.get("spec") or {})
     status = body.get("status") or {}
     now = datetime.now(UTC)
-    changed_at = parse_time(status.get("configChangedAt"))
-    if hashes.get("configHash") != status.get("configHash") or changed_at is None:
-        changed_at = now.replace(microsecond=0)
+    # The write time this process saw; after a restart, the one status kept from before.
+    changed_at = ctx.config_written_at.get(hub) or parse_time(status.get("configChangedAt")) or now
     pods = await ctx.kube.list("Pod", hub.namespace, labels=",".join(f"{k}={v}" for k, v in hub.selector.items()))
     targets = [(p["metadata"]["name"], p["status"]["podIP"]) for p in pods
                if p.get("status", {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
@@ -134,7 +137,7 @@ async def observe_hub(ctx: Context, body: dict[str, Any], hashes: dict[str, str]
         or sts_status.get("updateRevision") != sts_status.get("currentRevision")
     )
     fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling)
-    fields.update(hashes, configChangedAt=changed_at.isoformat().replace("+00:00", "Z"),
+    fields.update(hashes, configChangedAt=changed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                   clientUrl=hub.client_url(spec.ports.client),
                   leafnodeUrl=hub.leafnode_url(spec.leafnodes.advertise, spec.ports.leafnodes))
     return {"fields": fields, "conditions": conds}

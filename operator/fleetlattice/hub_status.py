@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .conditions import Cond
@@ -20,6 +20,11 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+# The servers' clocks and the operator's may differ a little; a reload cannot come sooner than the
+# kubelet's ConfigMap sync after the write anyway, so this tolerance does not blur two reloads.
+CLOCK_SKEW = timedelta(seconds=1)
+
+
 def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None) -> list[str]:
     """Servers that have not loaded the configuration written at `changed_at`."""
     if changed_at is None:
@@ -27,7 +32,7 @@ def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None)
     pending = []
     for snap in snapshots:
         loaded = parse_time(snap.varz.get("config_load_time"))
-        if loaded is None or loaded < changed_at:
+        if loaded is None or loaded < changed_at - CLOCK_SKEW:
             pending.append(snap.pod)
     return pending
 
