@@ -3,6 +3,7 @@ NATS, and status shows it; failures, crashes of either side, seed-style messages
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,21 @@ def wait_phase(kubectl: Kubectl, namespace: str, name: str, *phases: str, timeou
 def _metric(samples: dict[str, float], name: str, **labels: str) -> float:
     wanted = [f'{k}="{v}"' for k, v in labels.items()]
     return sum(v for key, v in samples.items() if key.startswith(name + "{") and all(w in key for w in wanted))
+
+
+async def wait_agent_idle(hub: Hub, silo: str) -> None:
+    """Until the agent has acked every request it was given (its consumer has nothing in flight)."""
+    nc = await hub.connect_operator()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            info = await nc.jetstream().consumer_info("FLEET_INSTALL", f"agent-{silo}")
+            if info.num_ack_pending == 0 and info.num_pending == 0:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"agent-{silo} still busy: {info}"
+            await asyncio.sleep(0.5)  # poll interval inside a deadline
+    finally:
+        await nc.close()
 
 
 def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
@@ -147,7 +163,8 @@ def test_operator_killed_mid_install_still_ends_right(bus: Hub, kubectl: Kubectl
 
 async def test_seed_style_done_completes_the_active_install(bus: Hub, kubectl: Kubectl,
                                                             ct_fac_agent: AgentProcess, tmp_path: Path) -> None:
-    install(kubectl, bus.namespace, "ct-fac-seed", params={"waitFile": str(tmp_path / "never")})
+    release = tmp_path / "release-seed"
+    install(kubectl, bus.namespace, "ct-fac-seed", params={"waitFile": str(release)})
     wait_phase(kubectl, bus.namespace, "ct-fac-seed", "InProgress", agent=ct_fac_agent)
     nc = await bus.connect(*bus.silo_credential("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
     try:
@@ -156,13 +173,17 @@ async def test_seed_style_done_completes_the_active_install(bus: Hub, kubectl: K
     finally:
         await nc.close()
     obj = wait_phase(kubectl, bus.namespace, "ct-fac-seed", "Succeeded")
+    release.touch()  # the agent's own, now late, report must not change the result
     assert obj["status"]["result"]["pods"] == 6
     assert obj["status"]["result"]["details"] == {"gamma1": 14.134}
+    await wait_agent_idle(bus, "ct-fac")
+    assert get(kubectl, "siloinstall", "ct-fac-seed", bus.namespace)["status"]["result"]["pods"] == 6
 
 
 async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
                                                         tmp_path: Path) -> None:
-    install(kubectl, bus.namespace, "ct-fac-guarded", params={"waitFile": str(tmp_path / "never")})
+    release = tmp_path / "release-guarded"
+    install(kubectl, bus.namespace, "ct-fac-guarded", params={"waitFile": str(release)})
     obj = wait_phase(kubectl, bus.namespace, "ct-fac-guarded", "InProgress", agent=ct_fac_agent)
     rid = obj["status"]["requestId"]
     errors: list[Exception] = []
@@ -175,9 +196,12 @@ async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubec
         await nc.publish("fleet.install.ct-fac.done", json.dumps({"requestId": rid, "pods": 1}).encode())
         await nc.publish("fleet.install.msclo.done", json.dumps({"requestId": rid, "pods": 1}).encode())
         await nc.flush()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any("permissions violation" in str(e).lower() for e in errors):
+            assert asyncio.get_running_loop().time() < deadline, f"no permissions violation reported: {errors}"
+            await asyncio.sleep(0.1)  # poll interval inside a deadline: the server's -ERR is handled async
     finally:
         await nc.close()
-    assert any("permissions violation" in str(e).lower() for e in errors)
     # The forged report on msclo's own subject reaches the operator and must be refused: the install
     # stays InProgress while a later genuine report from ct-fac still applies.
     before = obj["metadata"]["resourceVersion"]
@@ -194,6 +218,8 @@ async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubec
     assert obj["metadata"]["resourceVersion"] != before
     assert obj["status"]["phase"] == "InProgress"
     assert "done" not in [h["kind"] for h in obj["status"]["history"]]
+    release.touch()
+    wait_phase(kubectl, bus.namespace, "ct-fac-guarded", "Succeeded", agent=ct_fac_agent)
 
 
 def test_delete_scrubs_then_goes(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess) -> None:
