@@ -14,6 +14,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import RetentionPolicy, StorageType
 from waiting import wait_for
 
+from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +179,15 @@ async def test_stream_deleted_by_hand_is_recreated(fleet: Hub) -> None:
         await nc.close()
 
 
+def test_argocd_health_of_the_live_fleet(fleet: Hub, kubectl: Kubectl) -> None:
+    """The chart's health script on real objects: everything Ready is Healthy, the External leaf waits."""
+    objects = [("fleethub", fleet.name), ("siloleaf", "ct-fac"), *(("fleetstream", s) for s in STREAMS.values())]
+    for kind, name in objects:
+        status, message = argocd_health(get(kubectl, kind, name, fleet.namespace))
+        assert status == "Healthy", f"{kind}/{name}: {status} {message}"
+    assert argocd_health(get(kubectl, "siloleaf", "forge", fleet.namespace))[0] == "Progressing"
+
+
 async def test_refused_change_leaves_the_stream_and_says_why(fleet: Hub, kubectl: Kubectl) -> None:
     kubectl("patch", "fleetstream", "fleet-install", "-n", fleet.namespace, "--type=merge",
             "-p", '{"spec":{"retention":"Limits"}}')
@@ -189,6 +199,7 @@ async def test_refused_change_leaves_the_stream_and_says_why(fleet: Hub, kubectl
     cond = wait_for(refused, 60, "Ready=False ImmutableFieldChanged")
     assert cond["status"] == "False"
     assert "retention" in cond["message"]
+    assert argocd_health(get(kubectl, "fleetstream", "fleet-install", fleet.namespace))[0] == "Degraded"
     nc = await fleet.connect_operator()
     try:
         info = await nc.jetstream().stream_info("FLEET_INSTALL")

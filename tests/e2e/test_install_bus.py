@@ -14,6 +14,7 @@ from kubehelpers import Kubectl, create_namespace, delete_namespace
 from waiting import wait_for
 
 from agents import AgentProcess
+from argocd import argocd_health
 from fleet import EXAMPLES, REPO, Hub, condition, get, is_ready, service_url
 
 pytestmark = pytest.mark.e2e
@@ -102,6 +103,7 @@ def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl
     assert [h["kind"] for h in status["history"]][:1] == ["request"]
     assert [h["step"] for h in status["history"] if h["kind"] == "progress"] == ["render", "apply", "verify"]
     assert condition(obj, "Ready")["status"] == "True"
+    assert argocd_health(obj)[0] == "Healthy"
     row = next(line for line in kubectl("get", "siloinstalls", "-n", bus.namespace).stdout.splitlines()
                if line.startswith("ct-fac-v622"))
     assert row.split()[1:5] == ["ct-fac", "v622", "Succeeded", "done"] and row.split()[5] == "6", row
@@ -130,6 +132,7 @@ def test_failing_plan_reports_step_and_error(bus: Hub, kubectl: Kubectl, ct_fac_
     assert "image missing" in error["error"]
     assert error["retryable"] is False
     assert condition(obj, "Ready")["reason"] == "Failed"
+    assert argocd_health(obj)[0] == "Degraded"
 
 
 def test_agent_killed_mid_install_completes_once(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,

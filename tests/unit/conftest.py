@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nats_processes import make_tls_material, nats_server_binary
+from render_fixtures import Golden
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -20,9 +20,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Rewrite tests/unit/golden/ from the current output instead of comparing (or UPDATE_GOLDEN=1).",
     )
-
-
-Golden = Callable[[str, str], None]
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,9 @@ from nats_processes import NatsProcess, eventually, free_port, running_server
 PASSWORD = "pw"
 BCRYPT_PW = "$2b$04$Nw2h0P70lWsSFUmUlFaNsuIChb5xErcS.0NWsAAftrtJV0EvOCrK2"
 HUB = HubRef("eose-hub", "fleet-system")
+
+# golden(name, text): compare with tests/unit/golden/<name> (the `golden` fixture in conftest.py).
+Golden = Callable[[str, str], None]
 
 
 def hub_spec(replicas: int = 1, tls: bool = False, **fields: Any) -> FleetHubSpec:

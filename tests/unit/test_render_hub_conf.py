@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Golden
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf, restart_hash
 from nats_processes import check_config
-from render_fixtures import BCRYPT_PW, HUB, hub_spec, hub_users, temp_paths
+from render_fixtures import BCRYPT_PW, HUB, Golden, hub_spec, hub_users, temp_paths
 
 
 def test_single_server_golden(golden: Golden) -> None:

@@ -6,10 +6,9 @@ from typing import Any
 
 import yaml
 
-from conftest import Golden
 from fleetlattice.render.hub_conf import render_hub_conf, restart_hash
 from fleetlattice.render.hub_manifests import render_hub_manifests
-from render_fixtures import HUB, hub_spec, hub_users
+from render_fixtures import HUB, Golden, hub_spec, hub_users
 
 
 def _render(**fields: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Golden
 from fleetlattice.api.siloleaf import ExtraPermissions, SiloLeafSpec
 from fleetlattice.render.leaf import (
     REMOTE_URL_ENV,
@@ -19,7 +18,7 @@ from fleetlattice.render.leaf import (
     render_leaf_manifests,
 )
 from nats_processes import check_config
-from render_fixtures import temp_paths
+from render_fixtures import Golden, temp_paths
 
 SPEC = SiloLeafSpec(silo="ct-fac", hub="eose-hub")
 REMOTE = "nats://ct-fac:s3cret@eose-hub-leafnodes.fleet-system.svc.cluster.local:7422"

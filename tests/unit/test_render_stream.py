@@ -13,7 +13,6 @@ from nats.js.api import RetentionPolicy, StorageType
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
-from conftest import Golden
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.render.stream import (
     config_dict,
@@ -22,7 +21,7 @@ from fleetlattice.render.stream import (
     render_stream_config,
     stream_config_diff,
 )
-from render_fixtures import hub_users, running_hub
+from render_fixtures import Golden, hub_users, running_hub
 
 SPECS: dict[str, dict[str, Any]] = {
     "events": {"name": "FLEET_EVENTS", "subjects": ["fleet.events.>"], "maxAge": "7d", "maxBytes": "1Gi"},
