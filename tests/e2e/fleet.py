@@ -29,6 +29,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {'name{labels}': value}."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
 @dataclass
 class OperatorProcess:
     """`fleetlattice run` out of cluster, logging to a file the tests print on failure."""
@@ -38,8 +53,10 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    log_offset: int = 0
 
     def start(self) -> None:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
@@ -57,15 +74,7 @@ class OperatorProcess:
             return response.status == 200
 
     def metrics(self) -> dict[str, float]:
-        """The /metrics endpoint, parsed into {'name{labels}': value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                samples[key] = float(value)
-        return samples
+        return parse_metrics(_http_get(f"http://127.0.0.1:{self.metrics_port}/metrics"))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -81,9 +90,75 @@ class OperatorProcess:
         self.stop()
         self.start()
 
+    def log_text(self) -> str:
+        """What the current operator process has logged since it started."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 80) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class InClusterOperator:
+    """The operator installed by the Helm chart from the locally built image, as platform teams run it."""
+
+    kubectl: Kubectl
+    helm: Path
+    namespace: str = "fleet-system"
+    release: str = "fleet-lattice"
+
+    def install(self) -> None:
+        self.kubectl("create", "namespace", self.namespace, check=False)
+        subprocess.run(
+            [str(self.helm), "upgrade", "--install", self.release, str(REPO / "charts" / "fleet-lattice"),
+             "--kubeconfig", str(self.kubectl.kubeconfig), "--namespace", self.namespace,
+             "--set", "image.repository=localhost/fleet-lattice/operator", "--set", "image.tag=dev",
+             "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s"],
+            check=True, capture_output=True, text=True,
+        )
+        self.start()
+
+    def _deploy(self, *args: str) -> None:
+        self.kubectl(*args, "-n", self.namespace, f"deployment/{self.release}")
+
+    def start(self) -> None:
+        self._deploy("scale", "--replicas=1")
+        self._deploy("rollout", "status", "--timeout=180s")
+        wait_for(self._pod, 60, "operator pod running")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self._deploy("scale", "--replicas=0")
+        if sig == signal.SIGKILL:  # no graceful shutdown, as when its node dies
+            self.kubectl("delete", "pods", "-n", self.namespace, "-l", "app.kubernetes.io/component=operator",
+                         "--grace-period=0", "--force", check=False)
+        wait_for(lambda: not self.kubectl.json("get", "pods", "-n", self.namespace, "-l",
+                                               "app.kubernetes.io/component=operator")["items"], 120,
+                 "operator pods gone")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _pod(self) -> dict[str, Any] | None:
+        pods = [p for p in self.kubectl.json("get", "pods", "-n", self.namespace, "-l",
+                                             "app.kubernetes.io/component=operator")["items"]
+                if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        return pods[0] if pods else None
+
+    def metrics(self) -> dict[str, float]:
+        pod = self._pod()
+        assert pod is not None, "no running operator pod"
+        return parse_metrics(_http_get(f"http://{pod['status']['podIP']}:9090/metrics"))
+
+    def log_text(self) -> str:
+        return self.kubectl("logs", "-n", self.namespace, f"deployment/{self.release}", "--tail=-1",
+                            check=False).stdout
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def apply_crds(kubectl: Kubectl) -> None:

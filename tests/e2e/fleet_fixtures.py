@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubehelpers import Kubectl
 
-from fleet import OperatorProcess, apply_crds
+from fleet import REPO, InClusterOperator, OperatorProcess, apply_crds
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("fleet-lattice e2e").addoption(
+        "--operator", choices=("process", "helm"), default="process",
+        help="run the operator as a local process (default) or in cluster from the Helm chart and the built image",
+    )
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: Path, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(request: pytest.FixtureRequest, kubeconfig: Path, kubectl: Kubectl,
+             load_image_archive: Callable[[Path], None],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess | InClusterOperator]:
     apply_crds(kubectl)
-    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    process.start()
-    yield process
-    process.stop()
-    print(f"\n--- operator log tail ({process.log_path}) ---\n{process.log_tail(40)}", file=sys.stderr)
+    running: OperatorProcess | InClusterOperator
+    if request.config.getoption("--operator") == "helm":
+        load_image_archive(Path(_tool("build_image.py")))
+        running = InClusterOperator(kubectl, Path(_tool("helm.py")))
+        running.install()
+    else:
+        running = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+        running.start()
+    yield running
+    print(f"\n--- operator log tail ---\n{running.log_tail(40)}", file=sys.stderr)
+    running.stop()
+
+
+def _tool(script: str) -> str:
+    """Runs one of tests/e2e/image/*.py (cached builds); its last stdout line is the artefact's path."""
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "e2e" / "image" / script)], check=True,
+                         capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1]
 
 
 @pytest.fixture(autouse=True)
