@@ -31,6 +31,12 @@ __all__ = ["Kubectl", "WaitTimeout", "wait_for"]
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fleet-lattice e2e")
     group.addoption(
+        "--operator",
+        choices=("process", "helm"),
+        default="process",
+        help="run the operator as a local process (default) or in cluster from the Helm chart and the built image",
+    )
+    group.addoption(
         "--cluster",
         choices=("local", "kind", "existing"),
         default="local",
@@ -114,7 +120,8 @@ def load_image_archive(cluster_mode: str, kubeconfig: Path) -> Callable[[Path], 
         elif cluster_mode == "kind":
             subprocess.run(["kind", "load", "image-archive", str(archive), "--name", "fleet-lattice-e2e"], check=True)
         else:
-            pytest.skip("cannot load images into an existing cluster")
+            pytest.fail("--operator=helm needs --cluster=local or kind: "
+                        "no image can be loaded into an existing cluster")
 
     return load
 

@@ -13,13 +13,6 @@ from kubehelpers import Kubectl
 from fleet import REPO, InClusterOperator, OperatorProcess, apply_crds
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("fleet-lattice e2e").addoption(
-        "--operator", choices=("process", "helm"), default="process",
-        help="run the operator as a local process (default) or in cluster from the Helm chart and the built image",
-    )
-
-
 @pytest.fixture(scope="session")
 def operator(request: pytest.FixtureRequest, kubeconfig: Path, kubectl: Kubectl,
              load_image_archive: Callable[[Path], None],
