@@ -51,7 +51,7 @@ up() {
   say "Local Kubernetes cluster"
   .venv/bin/python "$CLUSTER" up
   eval "$(.venv/bin/python "$CLUSTER" env)"   # KUBECONFIG, and PATH with the pinned kubectl
-  BIN=$(dirname "$(command -v kubectl)")
+  BIN=$(dirname "$(type -P kubectl)")      # the pinned kubectl (type -P skips our function)
   say "CRDs and the operator"
   kubectl apply --server-side --force-conflicts -f crds/
   kubectl wait --for=condition=Established --timeout=60s -f crds/
