@@ -643,14 +643,14 @@ def _kill_group(pid: int, grace: float) -> None:
         _reap(pid)
         if not _pid_alive(pid):
             return
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll interval until the grace deadline
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     for _ in range(50):
         _reap(pid)
         if not _pid_alive(pid):
             return
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll interval, bounded: 50 polls until the SIGKILL deadline
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
