@@ -18,8 +18,6 @@ from .render.names import HubRef
 
 @dataclass(frozen=True)
 class Settings:
-    resync_seconds: float = 30.0
-    status_seconds: float = 10.0
     delete_timeout_seconds: float = 120.0
 
 

@@ -30,7 +30,7 @@ class Credential:
 
     def secret_data(self, prefix: str = "") -> dict[str, str]:
         """Base64 values for Secret.data, keyed `<prefix>user`, `<prefix>password`, `<prefix>bcrypt`."""
-        return {f"{prefix}{k}": _b64(v) for k, v in (("user", self.user), ("password", self.password),
+        return {f"{prefix}{k}": b64(v) for k, v in (("user", self.user), ("password", self.password),
                                                       ("bcrypt", self.bcrypt_hash))}
 
     @classmethod
@@ -41,7 +41,8 @@ class Credential:
             return None
 
 
-def _b64(value: str) -> str:
+def b64(value: str) -> str:
+    """A Secret's .data encoding."""
     return base64.b64encode(value.encode()).decode()
 
 

@@ -14,6 +14,7 @@ from .api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from .context import Context
 from .install_bus import (
     OPERATOR_DURABLE,
+    BusNotReady,
     InstallStore,
     ensure_consumers,
     jetstream_for,
@@ -32,6 +33,7 @@ from .install_state import (
     needs_new_attempt,
     request_for,
     retry_due,
+    scrub_request,
     unpublished,
 )
 from .metrics import BUS_MESSAGES
@@ -90,14 +92,17 @@ async def start_scrub(ctx: Context, store: InstallStore, namespace: str, name: s
     async def scrubbing(status: SiloInstallStatus, _spec: SiloInstallSpec, body: dict[str, Any]):
         if status.phase == "Scrubbing":
             return None
-        return begin_scrub(status, body["metadata"]["uid"], utcnow())[0]
+        return begin_scrub(status, body["metadata"]["uid"], utcnow())
 
     await store.update(namespace, name, scrubbing)
     body = await ctx.kube.get("SiloInstall", namespace, name)
-    status = SiloInstallStatus.model_validate((body or {}).get("status") or {})
-    spec = SiloInstallSpec.model_validate((body or {})["spec"])
-    message = begin_scrub(status, body["metadata"]["uid"], utcnow())[1]
+    if body is None:
+        raise BusNotReady("Gone", f"SiloInstall {namespace}/{name} no longer exists")
+    status = SiloInstallStatus.model_validate(body.get("status") or {})
+    spec = SiloInstallSpec.model_validate(body["spec"])
+    message = scrub_request(status)
     await ensure_consumers(js, spec.silo)
+    # Same requestId as Nats-Msg-Id each time: a repeated scrub publish is dropped by JetStream.
     await publish(js, request_subject(spec.silo, "scrub"), message, message.request_id)
     return status
 

@@ -209,16 +209,20 @@ def retry_due(status: SiloInstallStatus, now: datetime) -> bool:
     return status.phase == "Pending" and status.next_attempt_at is not None and now >= status.next_attempt_at
 
 
-def begin_scrub(status: SiloInstallStatus, uid: str, now: datetime) -> tuple[SiloInstallStatus, ScrubRequest]:
+def begin_scrub(status: SiloInstallStatus, uid: str, now: datetime) -> SiloInstallStatus:
     rid = scrub_request_id(uid)
-    new = status.model_copy(
+    return status.model_copy(
         update={
             "phase": "Scrubbing",
             "scrub_request_id": rid,
             "history": _history(status, HistoryEntry(time=now, attempt=status.attempt, kind="scrub")),
         }
     )
-    return new, ScrubRequest(request_id=rid, reason="SiloInstall deleted")
+
+
+def scrub_request(status: SiloInstallStatus) -> ScrubRequest:
+    """The scrub message of an install in phase Scrubbing, rebuilt identically each time."""
+    return ScrubRequest(request_id=status.scrub_request_id, reason="SiloInstall deleted")
 
 
 def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heartbeat_age: float | None) -> list[Cond]:

@@ -116,10 +116,6 @@ class Kube:
         query = [("labelSelector", labels)] if labels else []
         return (await self._call("GET", RESOURCES[kind].path(namespace), query=query)).get("items", [])
 
-    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        return await self._call("POST", RESOURCES[obj["kind"]].path(meta.get("namespace")), body=obj)
-
     async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         """True if it was there."""
         try:
@@ -136,12 +132,3 @@ class Kube:
         meta = obj["metadata"]
         return await self._call("PUT", RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"], "status"),
                                 body=obj)
-
-    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch of .status; conditions are replaced whole, which is right for a single owner."""
-        return await self._call(
-            "PATCH",
-            RESOURCES[kind].path(namespace, name, "status"),
-            body={"status": status},
-            content_type="application/merge-patch+json",
-        )

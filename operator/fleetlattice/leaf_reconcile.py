@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import Any
 
@@ -11,7 +10,7 @@ from .api.messages import SiloState
 from .api.siloleaf import SiloLeafSpec
 from .conditions import Cond, now_iso, owner_reference
 from .context import Context
-from .credentials import Credential
+from .credentials import Credential, b64
 from .hub_reconcile import sync_hub_config
 from .hub_status import parse_time
 from .render.leaf import leaf_remote_url, render_leaf_manifests
@@ -24,10 +23,6 @@ class LeafNotReady(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
 
 
 async def _claimant(ctx: Context, namespace: str, spec: SiloLeafSpec) -> str:
@@ -54,7 +49,7 @@ async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetH
         cred = Credential.generate(spec.silo)
     url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes), cred.user,
                           cred.password)
-    wanted = {**cred.secret_data(), "url": _b64(url)}
+    wanted = {**cred.secret_data(), "url": b64(url)}
     if secret is None or any(data.get(k) != v for k, v in wanted.items()):
         await ctx.kube.apply({
             "apiVersion": "v1",

@@ -144,6 +144,3 @@ class HubConnections:
     async def close_all(self) -> None:
         for hub in list(self._entries):
             await self.close(hub)
-
-    def connected(self) -> dict[HubRef, bool]:
-        return {hub: entry.nc.is_connected for hub, entry in self._entries.items()}

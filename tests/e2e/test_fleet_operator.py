@@ -3,7 +3,6 @@ leaves connect, permissions hold, reloads do not restart, drift is repaired, res
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import RetentionPolicy, StorageType
-from waiting import wait_for
+from waiting import async_wait_for, wait_for
 
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities
@@ -166,15 +165,9 @@ async def test_stream_deleted_by_hand_is_recreated(fleet: Hub) -> None:
         await js.delete_stream("FLEET_LEAN")
 
         async def back() -> bool:
-            try:
-                return (await js.stream_info("FLEET_LEAN")).config.max_age == 30 * 86400
-            except Exception:
-                return False
+            return (await js.stream_info("FLEET_LEAN")).config.max_age == 30 * 86400
 
-        deadline = asyncio.get_running_loop().time() + 90
-        while not await back():
-            assert asyncio.get_running_loop().time() < deadline, "FLEET_LEAN not recreated within a resync"
-            await asyncio.sleep(1)  # poll interval inside a deadline
+        await async_wait_for(back, 90, "FLEET_LEAN recreated within a resync")
     finally:
         await nc.close()
 

@@ -3,7 +3,6 @@ NATS, and status shows it; failures, crashes of either side, seed-style messages
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
-from waiting import wait_for
+from waiting import async_wait_for, wait_for
 
 from agents import AgentProcess
 from argocd import argocd_health
@@ -81,13 +80,11 @@ async def wait_agent_idle(hub: Hub, silo: str) -> None:
     """Until the agent has acked every request it was given (its consumer has nothing in flight)."""
     nc = await hub.connect_operator()
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
+        async def idle() -> bool:
             info = await nc.jetstream().consumer_info("FLEET_INSTALL", f"agent-{silo}")
-            if info.num_ack_pending == 0 and info.num_pending == 0:
-                return
-            assert asyncio.get_running_loop().time() < deadline, f"agent-{silo} still busy: {info}"
-            await asyncio.sleep(0.5)  # poll interval inside a deadline
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await async_wait_for(idle, 60, f"agent-{silo} idle")
     finally:
         await nc.close()
 
@@ -199,10 +196,10 @@ async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubec
         await nc.publish("fleet.install.ct-fac.done", json.dumps({"requestId": rid, "pods": 1}).encode())
         await nc.publish("fleet.install.msclo.done", json.dumps({"requestId": rid, "pods": 1}).encode())
         await nc.flush()
-        deadline = asyncio.get_running_loop().time() + 10
-        while not any("permissions violation" in str(e).lower() for e in errors):
-            assert asyncio.get_running_loop().time() < deadline, f"no permissions violation reported: {errors}"
-            await asyncio.sleep(0.1)  # poll interval inside a deadline: the server's -ERR is handled async
+        async def violated() -> bool:  # the server's -ERR reaches the error callback asynchronously
+            return any("permissions violation" in str(e).lower() for e in errors)
+
+        await async_wait_for(violated, 10, "a permissions violation reported to msclo", interval=0.1)
     finally:
         await nc.close()
     # The forged report on msclo's own subject reaches the operator and must be refused: the install

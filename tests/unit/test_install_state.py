@@ -15,6 +15,7 @@ from fleetlattice.install_state import (
     needs_new_attempt,
     request_for,
     retry_due,
+    scrub_request,
     unpublished,
 )
 
@@ -153,7 +154,8 @@ def test_history_is_bounded() -> None:
 
 
 def test_scrub_round_trip() -> None:
-    status, message = begin_scrub(requested(), UID, T0)
+    status = begin_scrub(requested(), UID, T0)
+    message = scrub_request(status)
     assert (status.phase, message.request_id) == ("Scrubbing", f"{UID}-scrub")
     wrong = apply_report(status, SPEC, "scrubbed", {"requestId": "other"}, T0)
     assert wrong.outcome == "late"

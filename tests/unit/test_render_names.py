@@ -27,7 +27,6 @@ def test_hub_urls() -> None:
     assert HUB.client_url() == "nats://eose-hub.fleet.svc.cluster.local:4222"
     assert HUB.leafnode_url() == "nats://eose-hub-leafnodes.fleet.svc.cluster.local:7422"
     assert HUB.leafnode_url("hub.example.com:443") == "nats://hub.example.com:443"
-    assert HUB.monitoring_url(0) == "http://eose-hub-0.eose-hub-headless.fleet.svc.cluster.local:8222"
 
 
 def test_silo_names_and_labels() -> None:

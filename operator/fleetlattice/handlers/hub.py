@@ -27,10 +27,20 @@ async def hub_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: 
     await _reconcile(body, patch, memo)
 
 
-@kopf.timer(HUBS, interval=10.0, initial_delay=5.0)
+@kopf.timer(HUBS, interval=30.0, initial_delay=30.0)
 async def hub_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
-    """Drift repair of the children and fresh status; server-side apply of an unchanged object is a no-op."""
+    """Drift repair of the children (and of silo users missed while the operator was down)."""
     await _reconcile(body, patch, memo)
+
+
+@kopf.timer(HUBS, interval=10.0, initial_delay=5.0)
+async def hub_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+    """Fresh status from the servers only: re-applying every child this often would cost a dozen API
+    calls per hub for nothing."""
+    status = body.get("status") or {}
+    hashes = {"configHash": status.get("configHash", ""), "restartHash": status.get("restartHash", "")}
+    result = await observe_hub(context(memo), dict(body), hashes)
+    write_status(patch, body, result["fields"], result["conditions"])
 
 
 @kopf.on.delete(HUBS, optional=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from ..api.base import duration_seconds
 from ..api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from ..conditions import Cond
 from ..hub_status import parse_time
@@ -89,8 +90,6 @@ async def install_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf
         return
     since = parse_time(body["metadata"].get("deletionTimestamp")) or datetime.now(UTC)
     waited = (datetime.now(UTC) - since).total_seconds()
-    from ..api.base import duration_seconds
-
     if waited > duration_seconds(spec.scrub_timeout):
         kopf.warn(body, reason="ScrubTimedOut",
                   message=f"silo {spec.silo} did not confirm the scrub within {spec.scrub_timeout}; deleting anyway")

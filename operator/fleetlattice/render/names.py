@@ -103,10 +103,6 @@ class HubRef:
             return f"nats://{advertise}"
         return f"nats://{self.service_host(self.leafnode_service)}:{leafnode_port}"
 
-    def monitoring_url(self, index: int, monitoring_port: int = defaults.MONITOR_PORT) -> str:
-        """Per-replica monitoring endpoint, for status (each server reports only itself)."""
-        return f"http://{self.pod_host(index)}:{monitoring_port}"
-
 
 @dataclass(frozen=True)
 class SiloRef:
