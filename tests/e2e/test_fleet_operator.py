@@ -33,6 +33,10 @@ def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
     wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "FleetHub eose-hub Ready")
     for stream in STREAMS.values():
         wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"FleetStream {stream} Ready")
+    # Settled: both in-cluster silos' users are loaded, so no reload happens under the tests below.
+    for silo in ("ct-fac", "msclo"):
+        wait_for(lambda s=silo: is_ready(kubectl, "siloleaf", s, namespace), 180, f"SiloLeaf {silo} Ready")
+    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every silo")
     yield hub
     delete_namespace(kubectl, namespace)
 
