@@ -14,5 +14,6 @@ LEAFNODE_PORT: Final = 7422
 MONITOR_PORT: Final = 8222
 
 FIELD_MANAGER: Final = "fleet-lattice"
+USER_AGENT: Final = "fleet-lattice-operator"
 FLEET_ACCOUNT: Final = "FLEET"
 SYSTEM_ACCOUNT: Final = "SYS"

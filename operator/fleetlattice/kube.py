@@ -14,7 +14,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .api.kinds import API_VERSION, KINDS
-from .defaults import FIELD_MANAGER
+from .defaults import FIELD_MANAGER, USER_AGENT
 
 REQUEST_TIMEOUT = 30
 
@@ -64,6 +64,8 @@ class Kube:
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()
+        # Names the operator in API server audit logs (kopf's own requests say kopf/<version>).
+        self.api.user_agent = USER_AGENT
 
     async def _call(
         self,

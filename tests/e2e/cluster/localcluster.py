@@ -916,8 +916,30 @@ def _start_etcd(paths: Paths, bins: Path) -> None:
     wait_for(lambda: _http_ok(f"{ETCD_CLIENT}/health"), 60, "etcd /health", 0.2)
 
 
+# Requests by the cluster's own components are not logged; everything else (the operator, tests,
+# benchmarks, kubectl) is, one JSON line per request with its user agent: bench/ counts the operator's
+# API requests from it.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    userGroups: ["system:nodes", "system:serviceaccounts:kube-system"]
+  - level: None
+    users: ["system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy", "system:apiserver"]
+  - level: Metadata
+"""
+
+
+def audit_log_path(paths: Paths) -> Path:
+    return paths.logs / "audit.jsonl"  # not *.log: log_tails() would print it
+
+
 def _start_apiserver(paths: Paths, bins: Path) -> None:
     pki = paths.pki
+    policy = paths.state / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
     start_process(
         paths,
         "kube-apiserver",
@@ -951,6 +973,10 @@ def _start_apiserver(paths: Paths, bins: Path) -> None:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={audit_log_path(paths)}",
+            "--audit-log-maxsize=2000",  # MB: one file for a whole benchmark run
+            "--audit-log-maxbackup=1",
             "--profiling=false",
             "--v=0",
         ],

@@ -1,0 +1,1 @@
+"""Fleet Lattice benchmarks on the local cluster: `python -m bench` (see README, Performance)."""

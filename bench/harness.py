@@ -1,0 +1,148 @@
+"""The benchmarks' environment: the local cluster (the one the e2e tests use), the CRDs, the operator as
+a real process, a hub, and the bench's own Kubernetes client. Reuses the e2e harness rather than copying it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+for _path in (REPO / "tests" / "e2e", REPO / "tests" / "e2e" / "cluster"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import localcluster  # noqa: E402
+from kubehelpers import Kubectl, create_namespace, delete_namespace  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+from waiting import async_wait_for, wait_for  # noqa: E402
+
+from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition  # noqa: E402
+from fleetlattice import defaults  # noqa: E402
+from fleetlattice.api.kinds import API_VERSION  # noqa: E402
+
+__all__ = ["EXAMPLES", "Hub", "OperatorProcess", "async_wait_for", "condition", "create_namespace",
+           "delete_namespace", "wait_for"]
+
+BENCH_USER_AGENT = "fleet-lattice-bench"
+HUB_READY_SECONDS = 300
+
+
+@dataclass
+class Env:
+    kubeconfig: Path
+    kubectl: Kubectl
+    workdir: Path
+    paths: localcluster.Paths
+    api: client.ApiClient
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def create(self, plural: str, namespace: str, body: dict[str, Any], group_version: str = API_VERSION) -> None:
+        group, version = group_version.split("/")
+        self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+
+    def list(self, plural: str, namespace: str, group_version: str = API_VERSION) -> list[dict[str, Any]]:
+        group, version = group_version.split("/")
+        return self.custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]
+
+    def operator(self, name: str) -> OperatorProcess:
+        return OperatorProcess(self.kubeconfig, self.workdir / f"operator-{name}.log")
+
+    def audit(self) -> AuditLog:
+        return AuditLog(localcluster.audit_log_path(self.paths))
+
+
+def start_env(workdir: Path) -> Env:
+    """The local cluster up (built and started if needed), CRDs established, a client for the bench."""
+    paths = localcluster.Paths.from_env()
+    bins = localcluster.build(paths)
+    kubeconfig = localcluster.up(paths)
+    kubectl = Kubectl(bins / "kubectl", kubeconfig)
+    apply_crds(kubectl)
+    api = config.new_client_from_config(str(kubeconfig))
+    api.user_agent = BENCH_USER_AGENT
+    # Burst creates from a few threads: urllib3's default pool of 4 would serialise them.
+    api.configuration.connection_pool_maxsize = 16
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Env(kubeconfig, kubectl, workdir, paths, api)
+
+
+def deploy_hub(env: Env, namespace: str) -> Hub:
+    """The example FleetHub (1 replica), Ready."""
+    env.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "fleethub-eose-hub.yaml"))
+    hub = Hub(env.kubectl, namespace)
+    wait_for(lambda: condition(env.kubectl.json("get", "fleethub", hub.name, "-n", namespace), "Ready")
+             .get("status") == "True", HUB_READY_SECONDS, "hub Ready")
+    return hub
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's high-water resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+class AuditLog:
+    """The API server's audit log (local cluster): every request with its user agent, so the operator's
+    requests can be told from the bench's own and from kubectl's."""
+
+    OPERATOR_AGENTS = ("kopf/", defaults.USER_AGENT)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def operator_requests(self) -> list[dict[str, Any]]:
+        """Requests the operator made since this object was made (the log backend writes each event
+        before the request returns: --audit-log-mode=blocking, the default)."""
+        events = []
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            for line in log:
+                event = json.loads(line)
+                if event.get("userAgent", "").startswith(self.OPERATOR_AGENTS):
+                    events.append(event)
+        return events
+
+
+def count_requests(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals by verb and the writes (create/update/patch/delete) by resource."""
+    by_verb: dict[str, int] = {}
+    writes: dict[str, int] = {}
+    for event in events:
+        verb = event["verb"]
+        by_verb[verb] = by_verb.get(verb, 0) + 1
+        if verb in ("create", "update", "patch", "delete"):
+            ref = event.get("objectRef") or {}
+            key = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            writes[key] = writes.get(key, 0) + 1
+    return {"total": len(events), "by_verb": dict(sorted(by_verb.items())), "writes": dict(sorted(writes.items()))}
+
+
+def machine_conditions() -> dict[str, Any]:
+    versions = json.loads((localcluster.Paths.from_env().bin_dir / ".complete").read_text())
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "kubernetes": versions["kubernetes"],
+        "etcd": versions["etcd"],
+        "nats_server": versions["nats-server"],
+        "nack": versions["nack"],
+        "fleet_lattice": _version(),
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("fleet-lattice")

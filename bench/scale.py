@@ -1,0 +1,138 @@
+"""Scenario 4: a thousand silos from cold start, and a hub reload with a thousand silo users.
+
+Every silo has a SiloLeaf and a SiloInstall before the operator starts. A few leaves are real
+(InCluster: leaf nats-server pods that dial the hub); the rest are External silos whose leaves never
+connect, so their users only sit in the hub's config. Each silo's synthetic agent connects with the
+credential the operator issues and completes its install."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .harness import (
+    Env,
+    Hub,
+    OperatorProcess,
+    async_wait_for,
+    count_requests,
+    create_namespace,
+    deploy_hub,
+    peak_rss_mib,
+)
+from .installs import phase, silo_install, silo_leaf, writes_per_install
+from .synthetic_agent import Fleet
+from .watcher import FirstSeen
+
+
+@dataclass
+class ScaleFleet:
+    """What the scale scenario leaves running for the reload and burst scenarios."""
+
+    namespace: str
+    hub: Hub
+    fleet: Fleet
+    silos: list[str]
+    real_leaves: list[str]
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+
+async def cold_start(env: Env, n: int, real: int) -> tuple[dict[str, Any], ScaleFleet, OperatorProcess]:
+    """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
+    scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready."""
+    namespace = create_namespace(env.kubectl, "bench-scale")
+    warmup = env.operator("scale-warmup")
+    warmup.start()
+    try:
+        hub = deploy_hub(env, namespace)
+    finally:
+        warmup.stop()
+    silos = [f"silo-{i:04d}" for i in range(n)]
+    real_leaves = silos[:real]
+    for silo in silos:
+        mode = "InCluster" if silo in real_leaves else "External"
+        env.create("siloleaves", namespace, silo_leaf(silo, hub.name, mode))
+        env.create("siloinstalls", namespace, silo_install(f"{silo}-v1", silo, "v1"))
+    fleet = Fleet(hub.url)
+    installs = FirstSeen(env, namespace, "siloinstalls", phase("Succeeded"))
+    leaves = FirstSeen(env, namespace, "siloleaves", _ready)
+    installs.start()
+    leaves.start()
+    audit = env.audit()
+    operator = env.operator("scale")
+    started = time.perf_counter()
+    operator.start()
+    agents = asyncio.create_task(fleet.serve_until_connected(env, namespace, silos))
+    try:
+        await installs.wait_all([f"{silo}-v1" for silo in silos], 600 + n)
+        await leaves.wait_all(real_leaves, 300)
+        await agents
+    finally:
+        installs.stop()
+        leaves.stop()
+    assert operator.proc is not None
+    requests = count_requests(audit.operator_requests())
+    result = {
+        "silos": n,
+        "real_leaves": real,
+        "all_succeeded_s": round(max(installs.seen.values()) - started, 1),
+        "real_leaves_ready_s": round(max(leaves.seen.values()) - started, 1),
+        "operator_peak_rss_mib": peak_rss_mib(operator.proc.pid),
+        "api_requests": requests["total"],
+        "api_requests_per_silo": round(requests["total"] / n, 1),
+        "api_writes_per_install": writes_per_install(requests, n),
+        "operator_requests": requests,
+    }
+    return result, ScaleFleet(namespace, hub, fleet, silos, real_leaves), operator
+
+
+def _monitor(pod_ip: str, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{pod_ip}:8222/{path}", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _server_time(value: str) -> float:
+    """nats-server's RFC 3339 nanosecond timestamps, as epoch seconds (microsecond precision)."""
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    return datetime.fromisoformat(trimmed).timestamp()
+
+
+def _leaf_connections(pod_ips: list[str]) -> set[tuple[str, str, int]]:
+    """(hub pod, remote address, remote port): a dropped and re-made connection has a new port."""
+    return {(ip, leaf["ip"], leaf["port"]) for ip in pod_ips for leaf in _monitor(ip, "leafz").get("leafs") or []}
+
+
+async def hub_reload(env: Env, run: ScaleFleet) -> dict[str, Any]:
+    """One more silo: the operator renders the hub's config with n+1 users and the servers reload it.
+    Time from the SiloLeaf create to every hub server reporting the new config loaded."""
+    pod_ips = [pod["status"]["podIP"] for pod in run.hub.pods()]
+    loaded_before = {ip: _monitor(ip, "varz")["config_load_time"] for ip in pod_ips}
+    leaves_before = _leaf_connections(pod_ips)
+    disconnects_before = sum(agent.disconnects for agent in run.fleet.agents.values())
+    created = time.time()
+    env.create("siloleaves", run.namespace, silo_leaf("reload-probe", run.hub.name))
+
+    async def reloaded() -> list[str] | None:
+        loaded = {ip: (await asyncio.to_thread(_monitor, ip, "varz"))["config_load_time"] for ip in pod_ips}
+        return list(loaded.values()) if all(loaded[ip] != loaded_before[ip] for ip in pod_ips) else None
+
+    loaded_at = await async_wait_for(reloaded, 300, "hub servers reloaded", interval=0.1)
+    leaves_after = _leaf_connections(pod_ips)
+    return {
+        "silo_users": len(run.silos) + 1,
+        "hub_servers": len(pod_ips),
+        "reload_s": round(max(_server_time(t) for t in loaded_at) - created, 2),
+        "leaf_connections": len(leaves_before),
+        "leaf_connections_dropped": len(leaves_before - leaves_after),
+        "agent_connections": len(run.fleet.agents),
+        "agent_connections_dropped": sum(a.disconnects for a in run.fleet.agents.values()) - disconnects_before,
+    }

@@ -1,0 +1,135 @@
+"""Synthetic agents for many silos in one process. Each silo connects to the hub with its own generated
+credential and inbox prefix (what its agent gets through its leaf), takes requests from its own pull
+consumer and reports with the real agent's Reporter; only the work itself is skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import nats.js.errors
+from kubernetes import client
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+
+from fleetlattice.agent.reports import Reporter
+from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
+from fleetlattice.render.names import SiloRef
+from fleetlattice.render.permissions import INSTALL_STREAM, agent_durable, inbox_prefix
+
+from .harness import Env
+
+STEPS = ("render", "apply", "verify")
+FETCH_SECONDS = 2.0
+
+
+@dataclass
+class SiloAgent:
+    silo: str
+    nc: NATS
+    js: JetStreamContext
+    disconnects: int = 0
+    held: InstallRequest | None = None  # a request the agent took and has not finished
+
+
+# Called with the agent and its request; it reports what it wants, e.g. progress then done.
+Behaviour = Callable[[SiloAgent, InstallRequest], Awaitable[None]]
+
+
+@dataclass
+class Fleet:
+    """The silos' agents. `done_sent` records when each request's `done` went out (monotonic clock)."""
+
+    url: str
+    behaviour: Behaviour | None = None  # what every agent does with a request; None = complete()
+    agents: dict[str, SiloAgent] = field(default_factory=dict)
+    done_sent: dict[str, float] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def complete(self, agent: SiloAgent, request: InstallRequest) -> None:
+        """Progress for each step, then done."""
+        reporter = Reporter(agent.js, agent.silo, request.request_id)
+        for index, step in enumerate(STEPS, 1):
+            await reporter.progress(step, index, len(STEPS), f"{step} ok")
+        self.done_sent[request.request_id] = time.perf_counter()
+        await reporter.done(InstallDone(request_id=request.request_id, version=request.version, pods=1, health="ok"))
+
+    @staticmethod
+    async def hold(agent: SiloAgent, request: InstallRequest) -> None:
+        """Take the request and report nothing yet: the burst scenario reports for it."""
+        agent.held = request
+
+    async def connect(self, silo: str, user: str, password: str) -> SiloAgent:
+        agent_ref: list[SiloAgent] = []
+
+        async def disconnected() -> None:
+            if agent_ref:
+                agent_ref[0].disconnects += 1
+
+        nc = await nats.connect(self.url, user=user, password=password, name=f"bench-agent/{silo}",
+                                inbox_prefix=inbox_prefix(silo).encode(), connect_timeout=10,
+                                max_reconnect_attempts=-1, reconnect_time_wait=1, disconnected_cb=disconnected)
+        agent = SiloAgent(silo, nc, nc.jetstream())
+        agent_ref.append(agent)
+        self.agents[silo] = agent
+        return agent
+
+    def serve(self, agent: SiloAgent) -> None:
+        self._tasks.append(asyncio.create_task(self._serve(agent)))
+
+    async def _serve(self, agent: SiloAgent) -> None:
+        subscription = None
+        while True:
+            try:
+                if subscription is None:
+                    subscription = await agent.js.pull_subscribe_bind(durable=agent_durable(agent.silo),
+                                                                      stream=INSTALL_STREAM)
+                (msg,) = await subscription.fetch(1, timeout=FETCH_SECONDS)
+            except (nats.errors.TimeoutError, nats.js.errors.NotFoundError):
+                continue  # nothing yet, or the operator has not made the consumer yet
+            if not msg.subject.endswith(".request"):
+                await msg.ack()
+                continue
+            await (self.behaviour or self.complete)(agent, InstallRequest.model_validate_json(msg.data))
+            await msg.ack()
+
+    async def serve_until_connected(self, env: Env, namespace: str, silos: list[str]) -> None:
+        """Connect each silo's agent as soon as its credential exists and the hub accepts it, then serve."""
+        pending = set(silos)
+        while pending:
+            for silo, (user, password) in (await asyncio.to_thread(credentials, env, namespace, pending)).items():
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    self.serve(await self.connect(silo, user, password))
+                    pending.discard(silo)
+            if pending:
+                await asyncio.sleep(0.5)  # poll interval for credentials the operator has not issued yet
+
+    async def publish_progress(self, agent: SiloAgent, index: int, total: int) -> None:
+        """A core publish of one progress report for the held request (the burst's one publisher)."""
+        assert agent.held is not None
+        report = InstallProgress(request_id=agent.held.request_id, step=f"step-{index}", index=index, total=total)
+        await agent.nc.publish(f"fleet.install.{agent.silo}.progress", report.encode())
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(agent.nc.close() for agent in self.agents.values()), return_exceptions=True)
+
+
+def credentials(env: Env, namespace: str, silos: set[str]) -> dict[str, tuple[str, str]]:
+    """(user, password) of those silos whose credential Secret the operator has written (one list call)."""
+    by_secret = {SiloRef(silo).credentials_secret: silo for silo in silos}
+    found = {}
+    for secret in client.CoreV1Api(env.api).list_namespaced_secret(namespace).items:
+        silo = by_secret.get(secret.metadata.name)
+        if silo and secret.data:
+            user, password = (base64.b64decode(secret.data[key]).decode() for key in ("user", "password"))
+            found[silo] = (user, password)
+    return found
