@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="logs of the operator and NACK")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
+    # The synthetic agents use the real agent's code, whose "waiting for consumer" is expected here.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("fleetlattice.agent").setLevel(logging.ERROR)
     only = set(args.only.split(","))
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")

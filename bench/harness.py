@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,16 +71,27 @@ def start_env(workdir: Path) -> Env:
     api.user_agent = BENCH_USER_AGENT
     # Burst creates from a few threads: urllib3's default pool of 4 would serialise them.
     api.configuration.connection_pool_maxsize = 16
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # logs of this run only
+    workdir.mkdir(parents=True)
     return Env(kubeconfig, kubectl, workdir, paths, api)
 
 
+# The example hub (1 replica) with the install bus's stream and the silo state bucket.
+HUB_MANIFESTS = ("fleethub-eose-hub.yaml", "fleetstream-install.yaml", "fleetstream-state.yaml")
+
+
+def _ready(env: Env, kind: str, name: str, namespace: str) -> bool:
+    return condition(env.kubectl.json("get", kind, name, "-n", namespace), "Ready").get("status") == "True"
+
+
 def deploy_hub(env: Env, namespace: str) -> Hub:
-    """The example FleetHub (1 replica), Ready."""
-    env.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "fleethub-eose-hub.yaml"))
+    """The example hub and its install bus, Ready (needs an operator running)."""
+    for manifest in HUB_MANIFESTS:
+        env.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / manifest))
     hub = Hub(env.kubectl, namespace)
-    wait_for(lambda: condition(env.kubectl.json("get", "fleethub", hub.name, "-n", namespace), "Ready")
-             .get("status") == "True", HUB_READY_SECONDS, "hub Ready")
+    wait_for(lambda: _ready(env, "fleethub", hub.name, namespace), HUB_READY_SECONDS, "hub Ready")
+    for stream in ("fleet-install", "fleet-state"):
+        wait_for(lambda s=stream: _ready(env, "fleetstream", s, namespace), 120, f"FleetStream {stream} Ready")
     return hub
 
 

@@ -113,7 +113,8 @@ async def delete_all(env: Env, namespace: str, under_test: StreamsUnderTest, n: 
                                 under_test.plural, f"bench-{under_test.prefix}-{i:04d}")
 
     async def gone() -> bool:
-        return not await asyncio.to_thread(env.list, under_test.plural, namespace, under_test.group_version)
+        left = await asyncio.to_thread(env.list, under_test.plural, namespace, under_test.group_version)
+        return not [o for o in left if o["metadata"]["name"].startswith(f"bench-{under_test.prefix}-")]
 
     await async_wait_for(gone, 300, f"{under_test.controller} objects deleted", interval=1)
 

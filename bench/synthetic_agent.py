@@ -6,27 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import nats
 import nats.errors
-import nats.js.errors
 from kubernetes import client
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
+from fleetlattice.agent.consumer import bind, messages
 from fleetlattice.agent.reports import Reporter
 from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
 from fleetlattice.render.names import SiloRef
-from fleetlattice.render.permissions import INSTALL_STREAM, agent_durable, inbox_prefix
+from fleetlattice.render.permissions import inbox_prefix
 
-from .harness import Env
+from .harness import Env, async_wait_for
+
+log = logging.getLogger("bench.agent")
 
 STEPS = ("render", "apply", "verify")
-FETCH_SECONDS = 2.0
 
 
 @dataclass
@@ -72,43 +73,48 @@ class Fleet:
             if agent_ref:
                 agent_ref[0].disconnects += 1
 
+        async def refused(error: Exception) -> None:
+            """Quiet: a credential is refused until the hub has loaded it, and the caller retries."""
+
+        # max_reconnect_attempts=-1 also retries the first connect until the hub accepts the credential.
         nc = await nats.connect(self.url, user=user, password=password, name=f"bench-agent/{silo}",
                                 inbox_prefix=inbox_prefix(silo).encode(), connect_timeout=10,
-                                max_reconnect_attempts=-1, reconnect_time_wait=1, disconnected_cb=disconnected)
+                                max_reconnect_attempts=-1, reconnect_time_wait=1,
+                                disconnected_cb=disconnected, error_cb=refused)
         agent = SiloAgent(silo, nc, nc.jetstream())
         agent_ref.append(agent)
         self.agents[silo] = agent
         return agent
 
-    def serve(self, agent: SiloAgent) -> None:
-        self._tasks.append(asyncio.create_task(self._serve(agent)))
+    async def _connect_and_serve(self, silo: str, user: str, password: str) -> None:
+        try:
+            await self._serve(await self.connect(silo, user, password))
+        except Exception:
+            log.exception("synthetic agent of %s stopped", silo)  # the scenario then times out, saying which
+            raise
 
     async def _serve(self, agent: SiloAgent) -> None:
-        subscription = None
-        while True:
-            try:
-                if subscription is None:
-                    subscription = await agent.js.pull_subscribe_bind(durable=agent_durable(agent.silo),
-                                                                      stream=INSTALL_STREAM)
-                (msg,) = await subscription.fetch(1, timeout=FETCH_SECONDS)
-            except (nats.errors.TimeoutError, nats.js.errors.NotFoundError):
-                continue  # nothing yet, or the operator has not made the consumer yet
-            if not msg.subject.endswith(".request"):
-                await msg.ack()
-                continue
-            await (self.behaviour or self.complete)(agent, InstallRequest.model_validate_json(msg.data))
+        subscription, _ = await bind(agent.js, agent.silo)
+        async for msg in messages(subscription):
+            if msg.subject.endswith(".request"):
+                await (self.behaviour or self.complete)(agent, InstallRequest.model_validate_json(msg.data))
             await msg.ack()
 
     async def serve_until_connected(self, env: Env, namespace: str, silos: list[str]) -> None:
-        """Connect each silo's agent as soon as its credential exists and the hub accepts it, then serve."""
-        pending = set(silos)
-        while pending:
-            for silo, (user, password) in (await asyncio.to_thread(credentials, env, namespace, pending)).items():
-                with contextlib.suppress(nats.errors.Error, OSError):
-                    self.serve(await self.connect(silo, user, password))
-                    pending.discard(silo)
-            if pending:
+        """Each silo's agent connects as soon as the operator has issued its credential and the hub has
+        loaded it, then serves; returns once every silo is connected."""
+        waiting = set(silos)
+        while waiting:
+            for silo, (user, password) in (await asyncio.to_thread(credentials, env, namespace, waiting)).items():
+                self._tasks.append(asyncio.create_task(self._connect_and_serve(silo, user, password)))
+                waiting.discard(silo)
+            if waiting:
                 await asyncio.sleep(0.5)  # poll interval for credentials the operator has not issued yet
+
+        async def connected() -> bool:
+            return all(silo in self.agents for silo in silos)
+
+        await async_wait_for(connected, 600, f"{len(silos)} agents connected")
 
     async def publish_progress(self, agent: SiloAgent, index: int, total: int) -> None:
         """A core publish of one progress report for the held request (the burst's one publisher)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import ProtocolError
 
 from .harness import Env, async_wait_for
 
@@ -43,6 +44,8 @@ class FirstSeen(threading.Thread):
                         self._record(event["object"])
                     if self._stop.is_set():
                         return
+            except ProtocolError:
+                continue  # the API server ended the watch early: list again
             except ApiException as error:
                 if error.status != 410:  # expired resourceVersion: list again
                     raise

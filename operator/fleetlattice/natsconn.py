@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 
 from .credentials import Credential
@@ -135,7 +136,12 @@ class HubConnections:
         HUB_CONNECTED.labels(hub.namespace, hub.name).set(0)
         entry = self._entries.pop(hub, None)
         if entry and not entry.nc.is_closed:
-            await entry.nc.close()
+            try:
+                await entry.nc.close()
+            except (OSError, nats.errors.Error) as exc:
+                # Closing flushes first; a hub that is already gone (deleted, its pods killed) fails that,
+                # and the connection is discarded all the same.
+                log.debug("hub %s: connection closed uncleanly: %s", hub, exc)
 
     async def close(self, hub: HubRef) -> None:
         async with self._locks.setdefault(hub, asyncio.Lock()):
