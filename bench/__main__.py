@@ -47,7 +47,7 @@ async def _scenario(results: dict[str, Any], name: str, work: Callable[[], Await
         return False
 
 
-async def run(sizes: Sizes, only: set[str], workdir: Path) -> dict[str, Any]:
+async def run(sizes: Sizes, only: set[str], workdir: Path, profile: Path | None) -> dict[str, Any]:
     env = start_env(workdir)
     results: dict[str, Any] = {
         "conditions": {**machine_conditions(), **asdict(sizes),
@@ -68,7 +68,8 @@ async def run(sizes: Sizes, only: set[str], workdir: Path) -> dict[str, Any]:
         state: dict[str, Any] = {}
 
         async def cold_start() -> dict[str, Any]:
-            figures, state["run"], state["operator"] = await scale.cold_start(env, sizes.silos, sizes.real_leaves)
+            figures, state["run"], state["operator"] = await scale.cold_start(env, sizes.silos, sizes.real_leaves,
+                                                                                   profile)
             return {"scale": figures, "reload": await scale.hub_reload(env, state["run"])}
 
         try:
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fleet-lattice-bench"),
                         help="logs of the operator and NACK")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the operator with py-spy during the scale scenario (needs '.[bench]')")
     args = parser.parse_args(argv)
     # The synthetic agents use the real agent's code, whose "waiting for consumer" is expected here.
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -102,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     mode = "quick" if args.quick else "full"
-    results = asyncio.run(run(QUICK if args.quick else FULL, only, args.workdir))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.results.mkdir(parents=True, exist_ok=True)
+    profile = args.results / f"profile-scale-{mode}-{stamp}.txt" if args.profile else None
+    results = asyncio.run(run(QUICK if args.quick else FULL, only, args.workdir, profile))
     results["conditions"]["mode"] = mode
     print(table(results))
-    args.results.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for path in (args.results / f"{mode}-{stamp}.json", args.results / f"latest-{mode}.json"):
         path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults: {args.results / f'latest-{mode}.json'}", file=sys.stderr)

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .harness import (
@@ -27,6 +28,7 @@ from .harness import (
     peak_rss_mib,
 )
 from .installs import phase, silo_install, silo_leaf, writes_per_install
+from .profile import Profiler
 from .synthetic_agent import Fleet
 from .watcher import FirstSeen
 
@@ -46,7 +48,8 @@ def _ready(obj: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
 
-async def cold_start(env: Env, n: int, real: int) -> tuple[dict[str, Any], ScaleFleet, OperatorProcess]:
+async def cold_start(env: Env, n: int, real: int, profile: Path | None = None,
+                     ) -> tuple[dict[str, Any], ScaleFleet, OperatorProcess]:
     """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
     scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready."""
     namespace = create_namespace(env.kubectl, "bench-scale")
@@ -71,6 +74,10 @@ async def cold_start(env: Env, n: int, real: int) -> tuple[dict[str, Any], Scale
     operator = env.operator("scale")
     started = time.perf_counter()
     operator.start()
+    assert operator.proc is not None
+    profiler = Profiler(operator.proc.pid, profile) if profile else None
+    if profiler:
+        profiler.start()
     agents = asyncio.create_task(fleet.serve_until_connected(env, namespace, silos))
     try:
         await installs.wait_all([f"{silo}-v1" for silo in silos], 600 + n)
@@ -79,7 +86,7 @@ async def cold_start(env: Env, n: int, real: int) -> tuple[dict[str, Any], Scale
     finally:
         installs.stop()
         leaves.stop()
-    assert operator.proc is not None
+        hot = profiler.stop() if profiler else []
     requests = count_requests(audit.operator_requests())
     result = {
         "silos": n,
@@ -91,6 +98,7 @@ async def cold_start(env: Env, n: int, real: int) -> tuple[dict[str, Any], Scale
         "api_requests_per_silo": round(requests["total"] / n, 1),
         "api_writes_per_install": writes_per_install(requests, n),
         "operator_requests": requests,
+        **({"profile_top_frames": hot, "profile": str(profile)} if profiler else {}),
     }
     return result, ScaleFleet(namespace, hub, fleet, silos, real_leaves), operator
 
