@@ -3,9 +3,11 @@ frames the operator spends most of its samples in are summarised (pure) for the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,8 @@ class Profiler:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        py_spy = shutil.which("py-spy")
+        # Beside this interpreter first: a virtualenv's bin/ need not be on PATH.
+        py_spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
         if py_spy is None:
             raise RuntimeError("--profile needs py-spy: pip install -e '.[bench]'")
         # --nonblocking: sampling without pausing the operator, so the figures stay what they would be.

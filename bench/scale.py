@@ -24,6 +24,7 @@ from .harness import (
     async_wait_for,
     count_requests,
     create_namespace,
+    delete_namespace,
     deploy_hub,
     peak_rss_mib,
 )
@@ -51,56 +52,70 @@ def _ready(obj: dict[str, Any]) -> bool:
 async def cold_start(env: Env, n: int, real: int, profile: Path | None = None,
                      ) -> tuple[dict[str, Any], ScaleFleet, OperatorProcess]:
     """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
-    scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready."""
+    scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready.
+    On failure nothing is left running: the operator, the agents and the namespace go."""
     namespace = create_namespace(env.kubectl, "bench-scale")
-    warmup = env.operator("scale-warmup")
-    warmup.start()
+    operator = env.operator("scale")
+    fleet: Fleet | None = None
     try:
-        hub = deploy_hub(env, namespace)
-    finally:
-        warmup.stop()
-    silos = [f"silo-{i:04d}" for i in range(n)]
-    real_leaves = silos[:real]
+        warmup = env.operator("scale-warmup")
+        warmup.start()
+        try:
+            hub = deploy_hub(env, namespace)
+        finally:
+            warmup.stop()
+        fleet = Fleet(hub.url)
+        silos = [f"silo-{i:04d}" for i in range(n)]
+        result = await _measure_cold_start(env, namespace, hub, fleet, operator, silos, silos[:real], profile)
+        return result, ScaleFleet(namespace, hub, fleet, silos, silos[:real]), operator
+    except BaseException:
+        if fleet is not None:
+            await fleet.close()
+        operator.stop()
+        delete_namespace(env.kubectl, namespace)
+        raise
+
+
+async def _measure_cold_start(env: Env, namespace: str, hub: Hub, fleet: Fleet, operator: OperatorProcess,
+                              silos: list[str], real_leaves: list[str], profile: Path | None) -> dict[str, Any]:
     for silo in silos:
         mode = "InCluster" if silo in real_leaves else "External"
         env.create("siloleaves", namespace, silo_leaf(silo, hub.name, mode))
         env.create("siloinstalls", namespace, silo_install(f"{silo}-v1", silo, "v1"))
-    fleet = Fleet(hub.url)
     installs = FirstSeen(env, namespace, "siloinstalls", phase("Succeeded"))
     leaves = FirstSeen(env, namespace, "siloleaves", _ready)
     installs.start()
     leaves.start()
     audit = env.audit()
-    operator = env.operator("scale")
     started = time.perf_counter()
     operator.start()
     assert operator.proc is not None
     profiler = Profiler(operator.proc.pid, profile) if profile else None
-    if profiler:
-        profiler.start()
     agents = asyncio.create_task(fleet.serve_until_connected(env, namespace, silos))
     try:
-        await installs.wait_all([f"{silo}-v1" for silo in silos], 600 + n)
+        if profiler:
+            profiler.start()
+        await installs.wait_all([f"{silo}-v1" for silo in silos], 600 + len(silos))
         await leaves.wait_all(real_leaves, 300)
         await agents
     finally:
         installs.stop()
         leaves.stop()
+        agents.cancel()
         hot = profiler.stop() if profiler else []
     requests = count_requests(audit.operator_requests())
-    result = {
-        "silos": n,
-        "real_leaves": real,
+    return {
+        "silos": len(silos),
+        "real_leaves": len(real_leaves),
         "all_succeeded_s": round(max(installs.seen.values()) - started, 1),
         "real_leaves_ready_s": round(max(leaves.seen.values()) - started, 1),
         "operator_peak_rss_mib": peak_rss_mib(operator.proc.pid),
         "api_requests": requests["total"],
-        "api_requests_per_silo": round(requests["total"] / n, 1),
-        "api_writes_per_install": writes_per_install(requests, n),
+        "api_requests_per_silo": round(requests["total"] / len(silos), 1),
+        "api_writes_per_install": writes_per_install(requests, len(silos)),
         "operator_requests": requests,
         **({"profile_top_frames": hot, "profile": str(profile)} if profiler else {}),
     }
-    return result, ScaleFleet(namespace, hub, fleet, silos, real_leaves), operator
 
 
 def _monitor(pod_ip: str, path: str) -> dict[str, Any]:

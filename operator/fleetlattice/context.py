@@ -30,6 +30,8 @@ class Context:
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     # (namespace, silo) -> the silo agent's latest state, pushed by a FLEET_STATE watch per hub.
     config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
+    # The silo users' bcrypt hashes in the config this process last wrote for each hub.
+    rendered_silo_hashes: dict[HubRef, frozenset[str]] = field(default_factory=dict)
     hub_syncs: Coalescer[HubRef, bool] = field(init=False)
     heartbeats: dict[tuple[str, str], SiloState] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)

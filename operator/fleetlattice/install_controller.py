@@ -24,6 +24,7 @@ from .install_bus import (
 )
 from .install_router import IndexedInstall, InstallKey, route
 from .install_state import (
+    HEARTBEAT_FRESH_SECONDS,
     apply_report,
     begin_attempt,
     begin_scrub,
@@ -41,12 +42,13 @@ from .render.names import HubRef
 from .render.permissions import INSTALL_STREAM, STATE_BUCKET
 
 log = logging.getLogger(__name__)
-HEARTBEAT_FRESH_SECONDS = 60.0
 FETCH_BATCH = 256
 
 
-async def advance(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str) -> SiloInstallStatus | None:
-    """Reserve a new attempt when one is due (new generation or retry), then publish it."""
+async def advance(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str,
+                  seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
+    """Reserve a new attempt when one is due (new generation or retry), then publish it. With `seen`
+    (a recent copy, as for the timer), an install with nothing due costs no API call."""
     js = await jetstream_for(ctx, namespace, hub)
 
     async def reserve(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
@@ -55,7 +57,10 @@ async def advance(ctx: Context, store: InstallStore, namespace: str, name: str, 
             return begin_attempt(status, spec, body["metadata"]["uid"], generation, utcnow())
         return None
 
-    stored = await store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None))
+    stored = await store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None), seen)
+    if stored is None and seen is not None and not unpublished(SiloInstallStatus.model_validate(
+            seen.get("status") or {})):
+        return None
     body = await ctx.kube.get("SiloInstall", namespace, name)
     if body is None:
         return None
@@ -73,16 +78,18 @@ async def advance(ctx: Context, store: InstallStore, namespace: str, name: str, 
     return await store.update(namespace, name, published, lambda s: install_conditions(s, None, None))
 
 
-async def tick(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str, silo: str) -> None:
-    """Deadlines, retries and the AgentConnected condition; then publish whatever became due."""
+async def tick(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str, silo: str,
+               seen: dict[str, Any]) -> None:
+    """Deadlines, retries and the AgentConnected condition; then publish whatever became due. `seen` is
+    kopf's copy of the object: the API is only read when it shows something to do."""
     age = ctx.heartbeat_age(namespace, silo)
-    seen = age is not None and age < HEARTBEAT_FRESH_SECONDS
+    fresh = age is not None and age < HEARTBEAT_FRESH_SECONDS
 
     async def deadline(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
         return check_deadline(status, spec, utcnow())
 
-    await store.update(namespace, name, deadline, lambda s: install_conditions(s, seen, age))
-    await advance(ctx, store, namespace, name, hub)
+    await store.update(namespace, name, deadline, lambda s: install_conditions(s, fresh, age), seen)
+    await advance(ctx, store, namespace, name, hub, seen)
 
 
 async def start_scrub(ctx: Context, store: InstallStore, namespace: str, name: str, hub: str) -> SiloInstallStatus:

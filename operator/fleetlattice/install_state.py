@@ -225,6 +225,10 @@ def scrub_request(status: SiloInstallStatus) -> ScrubRequest:
     return ScrubRequest(request_id=status.scrub_request_id, reason="SiloInstall deleted")
 
 
+# An agent whose last FLEET_STATE write is older than this counts as not connected.
+HEARTBEAT_FRESH_SECONDS = 60.0
+
+
 def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heartbeat_age: float | None) -> list[Cond]:
     conds: list[Cond] = []
     phase = status.phase
@@ -245,7 +249,9 @@ def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heart
         conds.append(Cond.false("Ready", phase, f"attempt {status.attempt}: {status.progress_text or phase}"))
     if agent_seen is not None:
         if agent_seen:
-            conds.append(Cond.true("AgentConnected", "Heartbeat", f"last heartbeat {heartbeat_age:.0f}s ago"))
+            # Not the age itself: a message that changes every tick would be a status write every tick.
+            conds.append(Cond.true("AgentConnected", "Heartbeat", "the silo's agent wrote FLEET_STATE within the last "
+                                   f"{HEARTBEAT_FRESH_SECONDS:.0f}s"))
         else:
             conds.append(
                 Cond.false("AgentConnected", "NoHeartbeat", "no recent heartbeat from the silo's agent in FLEET_STATE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from .api.fleethub import FleetHubSpec
@@ -25,15 +26,10 @@ class LeafNotReady(Exception):
         self.reason = reason
 
 
-async def _claimant(ctx: Context, namespace: str, spec: SiloLeafSpec) -> str:
-    """Name of the oldest live SiloLeaf claiming this silo on this hub."""
-    leaves = [
-        leaf for leaf in await ctx.kube.list("SiloLeaf", namespace)
-        if not leaf["metadata"].get("deletionTimestamp")
-        and leaf.get("spec", {}).get("silo") == spec.silo and leaf.get("spec", {}).get("hub") == spec.hub
-    ]
-    leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
-    return leaves[0]["metadata"]["name"] if leaves else ""
+def oldest_claimant(claims: Iterable[tuple[str, str]], name: str) -> str:
+    """The SiloLeaf that owns a silo on a hub: the oldest of the live ones claiming it, given as
+    (creationTimestamp, name) pairs; `name` itself when the claims do not list it yet."""
+    return min(claims, default=("", name))[1]
 
 
 async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetHubSpec, hub: HubRef) -> Credential:
@@ -62,28 +58,29 @@ async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetH
     return cred
 
 
-async def _hub_lacks_user(ctx: Context, hub: HubRef, cred: Credential) -> bool:
-    """Whether the hub's rendered config misses this credential. A resync of an unchanged SiloLeaf then
-    costs one read instead of a render of the whole hub, which matters with a thousand silos."""
-    config_map = await ctx.kube.get("ConfigMap", hub.namespace, hub.config_map)
-    return cred.bcrypt_hash not in "".join(((config_map or {}).get("data") or {}).values())
+def _hub_lacks_user(ctx: Context, hub: HubRef, cred: Credential) -> bool:
+    """Whether the config this process last wrote for the hub misses this credential (or it has written
+    none yet). Answered from memory: a resync of a thousand unchanged SiloLeaves then reads nothing,
+    where reading the hub's ConfigMap (a thousand users) each time cost megabytes per leaf."""
+    known = ctx.rendered_silo_hashes.get(hub)
+    return known is None or cred.bcrypt_hash not in known
 
 
-async def apply_leaf(ctx: Context, body: dict[str, Any]) -> str:
-    """Everything a SiloLeaf owns. Returns the credentials Secret name."""
+async def apply_leaf(ctx: Context, body: dict[str, Any], claimant: str) -> str:
+    """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
+    owns this silo on this hub (see oldest_claimant)."""
     meta = body["metadata"]
     namespace = meta["namespace"]
     spec = SiloLeafSpec.model_validate(body["spec"])
     hub_body = await ctx.kube.get("FleetHub", namespace, spec.hub)
     if hub_body is None:
         raise LeafNotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
-    claimant = await _claimant(ctx, namespace, spec)
-    if claimant and claimant != meta["name"]:
+    if claimant != meta["name"]:
         raise LeafNotReady("DuplicateSilo", f"silo {spec.silo} already belongs to SiloLeaf {claimant} on this hub")
     hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
     hub = HubRef(spec.hub, namespace)
     cred = await ensure_credential(ctx, body, hub_spec, hub)
-    if await _hub_lacks_user(ctx, hub, cred) or meta.get("generation") != (body.get("status") or {}).get(
+    if _hub_lacks_user(ctx, hub, cred) or meta.get("generation") != (body.get("status") or {}).get(
             "observedGeneration"):
         await sync_hub_config(ctx, namespace, spec.hub)
     if spec.leaf.mode == "InCluster":

@@ -228,7 +228,7 @@ def _check_operator_rules(rule_list: list[dict[str, Any]]) -> None:
         if kind == "Event":
             assert verbs == {"create", "patch"}
         elif kind == "Pod":
-            assert verbs == {"get", "list", "watch"}
+            assert verbs == {"get", "list", "watch", "patch"}  # patch: the hub servers' config-hash annotation
         elif group == "fleet.lattice.dev":
             assert verbs == {"get", "list", "watch", "patch"}
             assert grants(rule_list, group, f"{resource.plural}/status") == {"get", "patch", "update"}

@@ -161,3 +161,14 @@ def test_scrub_round_trip() -> None:
     assert wrong.outcome == "late"
     done = apply_report(status, SPEC, "scrubbed", {"requestId": message.request_id}, T0)
     assert done.status is not None and done.status.scrubbed_at == T0
+
+
+def test_agent_connected_condition_does_not_change_as_the_heartbeat_ages() -> None:
+    """The 5s timer rewrites status whenever a condition differs: an age in the message was a write per tick."""
+    status = requested()
+    young, old = install_conditions(status, True, 3.0), install_conditions(status, True, 41.0)
+    assert young == old
+    agent = next(c for c in young if c.type == "AgentConnected")
+    assert (agent.status, agent.reason) == ("True", "Heartbeat")
+    lost = next(c for c in install_conditions(status, False, None) if c.type == "AgentConnected")
+    assert (lost.status, lost.reason) == ("False", "NoHeartbeat")

@@ -33,7 +33,8 @@ No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
   verbs: [get, list, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  # patch: the hub's servers get the new config's hash, which makes kubelet refresh their mounted config now
+  verbs: [get, list, watch, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]

@@ -73,7 +73,7 @@ async def install_tick(body: kopf.Body, patch: kopf.Patch, namespace: str, name:
     ctx = context(memo)
     try:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
-        await tick(ctx, ctx.installs, namespace, name, hub, body["spec"]["silo"])
+        await tick(ctx, ctx.installs, namespace, name, hub, body["spec"]["silo"], dict(body))
     except BusNotReady as exc:
         _not_ready(patch, body, exc)
 

@@ -12,6 +12,8 @@ SILO_LABEL = "fleet.lattice.dev/silo"
 RESTART_HASH_ANNOTATION = "fleet.lattice.dev/restart-hash"
 CONFIG_CHECKSUM_ANNOTATION = "fleet.lattice.dev/config-checksum"
 PERMISSIONS_CHECKSUM_ANNOTATION = "fleet.lattice.dev/permissions-checksum"
+# Set on running hub pods, never on their template: a config change then reaches them without a restart.
+CONFIG_HASH_ANNOTATION = "fleet.lattice.dev/config-hash"
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 
