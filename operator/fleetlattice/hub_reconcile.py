@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -32,8 +33,9 @@ async def ensure_hub_auth(ctx: Context, hub: HubRef, owner: dict[str, Any]) -> t
     system = Credential.from_secret(data, "system-")
     if operator and system:
         return operator, system
-    operator = operator or Credential.generate(OPERATOR_USER)
-    system = system or Credential.generate(SYSTEM_USER)
+    # bcrypt is slow by design: off the event loop, like the silos' credentials.
+    operator = operator or await asyncio.to_thread(Credential.generate, OPERATOR_USER)
+    system = system or await asyncio.to_thread(Credential.generate, SYSTEM_USER)
     await ctx.kube.apply({
         "apiVersion": "v1",
         "kind": "Secret",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -42,7 +43,8 @@ async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetH
     data = (secret or {}).get("data", {})
     cred = Credential.from_secret(data)
     if cred is None or cred.user != spec.silo:
-        cred = Credential.generate(spec.silo)
+        # bcrypt is slow by design (~0.2s): in a thread, or a thousand new silos stall every handler.
+        cred = await asyncio.to_thread(Credential.generate, spec.silo)
     url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes), cred.user,
                           cred.password)
     wanted = {**cred.secret_data(), "url": b64(url)}
