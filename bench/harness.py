@@ -22,7 +22,7 @@ from kubehelpers import Kubectl, create_namespace, delete_namespace  # noqa: E40
 from kubernetes import client, config  # noqa: E402
 from waiting import async_wait_for, wait_for  # noqa: E402
 
-from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition  # noqa: E402
+from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition, is_ready  # noqa: E402
 from fleetlattice import defaults  # noqa: E402
 from fleetlattice.api.kinds import API_VERSION  # noqa: E402
 
@@ -80,18 +80,15 @@ def start_env(workdir: Path) -> Env:
 HUB_MANIFESTS = ("fleethub-eose-hub.yaml", "fleetstream-install.yaml", "fleetstream-state.yaml")
 
 
-def _ready(env: Env, kind: str, name: str, namespace: str) -> bool:
-    return condition(env.kubectl.json("get", kind, name, "-n", namespace), "Ready").get("status") == "True"
-
-
 def deploy_hub(env: Env, namespace: str) -> Hub:
     """The example hub and its install bus, Ready (needs an operator running)."""
     for manifest in HUB_MANIFESTS:
         env.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / manifest))
     hub = Hub(env.kubectl, namespace)
-    wait_for(lambda: _ready(env, "fleethub", hub.name, namespace), HUB_READY_SECONDS, "hub Ready")
+    wait_for(lambda: is_ready(env.kubectl, "fleethub", hub.name, namespace), HUB_READY_SECONDS, "hub Ready")
     for stream in ("fleet-install", "fleet-state"):
-        wait_for(lambda s=stream: _ready(env, "fleetstream", s, namespace), 120, f"FleetStream {stream} Ready")
+        wait_for(lambda s=stream: is_ready(env.kubectl, "fleetstream", s, namespace), 120,
+                 f"FleetStream {stream} Ready")
     return hub
 
 

@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localcluster import go_env
+
 from fleet import free_port
 
 from .harness import wait_for
@@ -30,10 +32,6 @@ def version() -> str:
     raise RuntimeError(f"{GOMOD / 'go.mod'} does not require {MODULE}")
 
 
-def _go_env() -> dict[str, str]:
-    # GOTOOLCHAIN=local: never fetch another Go toolchain at build time.
-    return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": ""}
-
 
 def build(cache: Path) -> Path:
     """jetstream-controller for the pinned NACK, built once per go.mod/go.sum/Go version."""
@@ -47,14 +45,14 @@ def build(cache: Path) -> Path:
     staging = out.with_name(out.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["go", "build", "-trimpath", "-mod=readonly", "-ldflags=-s -w", "-o", f"{staging}/", "tool"],
-                   cwd=GOMOD, env=_go_env(), check=True)
+                   cwd=GOMOD, env=go_env(), check=True)
     staging.rename(out)
     return binary
 
 
 def crds_path() -> Path:
     """deploy/crds.yml of the pinned module, from the Go module cache."""
-    info = subprocess.run(["go", "mod", "download", "-json", f"{MODULE}@{version()}"], cwd=GOMOD, env=_go_env(),
+    info = subprocess.run(["go", "mod", "download", "-json", f"{MODULE}@{version()}"], cwd=GOMOD, env=go_env(),
                           capture_output=True, text=True, check=True).stdout
     return Path(json.loads(info)["Dir"]) / "deploy" / "crds.yml"
 

@@ -22,6 +22,7 @@ from .harness import (
     Hub,
     OperatorProcess,
     async_wait_for,
+    condition,
     count_requests,
     create_namespace,
     delete_namespace,
@@ -43,10 +44,6 @@ class ScaleFleet:
     fleet: Fleet
     silos: list[str]
     real_leaves: list[str]
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
 
 
 async def cold_start(env: Env, n: int, real: int, profile: Path | None = None,
@@ -83,7 +80,7 @@ async def _measure_cold_start(env: Env, namespace: str, hub: Hub, fleet: Fleet, 
         env.create("siloleaves", namespace, silo_leaf(silo, hub.name, mode))
         env.create("siloinstalls", namespace, silo_install(f"{silo}-v1", silo, "v1"))
     installs = FirstSeen(env, namespace, "siloinstalls", phase("Succeeded"))
-    leaves = FirstSeen(env, namespace, "siloleaves", _ready)
+    leaves = FirstSeen(env, namespace, "siloleaves", lambda obj: condition(obj, "Ready").get("status") == "True")
     installs.start()
     leaves.start()
     audit = env.audit()

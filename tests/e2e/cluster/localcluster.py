@@ -265,7 +265,7 @@ def _check_pins() -> None:
             raise ClusterError(f"gomod/{spec.module}/go.mod does not pin {spec.pin!r}; update the pins together")
 
 
-def _go_env() -> dict[str, str]:
+def go_env() -> dict[str, str]:
     # GOTOOLCHAIN=local: never fetch another Go toolchain at build time.
     return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": ""}
 
@@ -273,7 +273,7 @@ def _go_env() -> dict[str, str]:
 def _go_build(spec: GoBuild, out_dir: Path) -> float:
     start = time.monotonic()
     cmd = ["go", "build", *GO_BUILD_FLAGS, f"-ldflags={spec.ldflags}", "-o", f"{out_dir}/", *spec.packages]
-    proc = subprocess.run(cmd, cwd=GOMOD / spec.module, env=_go_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=GOMOD / spec.module, env=go_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise ClusterError(f"go build in gomod/{spec.module} failed:\n{proc.stderr[-4000:]}")
     for name in spec.outputs:
