@@ -35,6 +35,7 @@ class Context:
     hub_syncs: Coalescer[HubRef, bool] = field(init=False)
     heartbeats: dict[tuple[str, str], SiloState] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
+    _credential_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from .hub_reconcile import render_hub_now  # the hub layer needs this context type
@@ -44,6 +45,11 @@ class Context:
     def config_lock(self, hub: HubRef) -> asyncio.Lock:
         """Serialises writes of one hub's config: the hub and its SiloLeaves all render it."""
         return self._config_locks.setdefault(hub, asyncio.Lock())
+
+    def credential_lock(self, namespace: str, silo: str) -> asyncio.Lock:
+        """Serialises read-or-generate of one silo's credential: its create handler and its resync timer
+        can run at once, and two generated credentials would rotate it (leaf roll, hub reload)."""
+        return self._credential_locks.setdefault((namespace, silo), asyncio.Lock())
 
     def heartbeat_age(self, namespace: str, silo: str) -> float | None:
         """Seconds since the silo's agent last reported its state; None if it never did."""

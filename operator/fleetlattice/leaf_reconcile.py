@@ -39,24 +39,25 @@ async def ensure_credential(ctx: Context, body: dict[str, Any], hub_spec: FleetH
     spec = SiloLeafSpec.model_validate(body["spec"])
     silo = SiloRef(spec.silo)
     namespace = body["metadata"]["namespace"]
-    secret = await ctx.kube.get("Secret", namespace, silo.credentials_secret)
-    data = (secret or {}).get("data", {})
-    cred = Credential.from_secret(data)
-    if cred is None or cred.user != spec.silo:
-        # bcrypt is slow by design (~0.2s): in a thread, or a thousand new silos stall every handler.
-        cred = await asyncio.to_thread(Credential.generate, spec.silo)
-    url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes), cred.user,
-                          cred.password)
-    wanted = {**cred.secret_data(), "url": b64(url)}
-    if secret is None or any(data.get(k) != v for k, v in wanted.items()):
-        await ctx.kube.apply({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": silo.credentials_secret, "namespace": namespace, "labels": silo.labels,
-                         "ownerReferences": [owner_reference(body)]},
-            "data": wanted,
-        })
+    async with ctx.credential_lock(namespace, spec.silo):
+        secret = await ctx.kube.get("Secret", namespace, silo.credentials_secret)
+        data = (secret or {}).get("data", {})
+        cred = Credential.from_secret(data)
+        if cred is None or cred.user != spec.silo:
+            # bcrypt is slow by design (~0.2s): in a thread, or a thousand new silos stall every handler.
+            cred = await asyncio.to_thread(Credential.generate, spec.silo)
+        url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes), cred.user,
+                              cred.password)
+        wanted = {**cred.secret_data(), "url": b64(url)}
+        if secret is None or any(data.get(k) != v for k, v in wanted.items()):
+            await ctx.kube.apply({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": silo.credentials_secret, "namespace": namespace, "labels": silo.labels,
+                             "ownerReferences": [owner_reference(body)]},
+                "data": wanted,
+            })
     return cred
 
 
