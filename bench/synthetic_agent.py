@@ -19,9 +19,9 @@ from nats.js.client import JetStreamContext
 
 from fleetlattice.agent.consumer import bind, messages
 from fleetlattice.agent.reports import Reporter
+from fleetlattice.api.bus import inbox_prefix
 from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
 from fleetlattice.render.names import SiloRef
-from fleetlattice.render.permissions import inbox_prefix
 
 from .harness import Env, async_wait_for
 

@@ -29,9 +29,9 @@ from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from fleetlattice.agent.ledger import Ledger
+from fleetlattice.api.bus import INSTALL_STREAM, STATE_BUCKET, agent_durable
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.messages import InstallRequest, ScrubRequest, SiloState
-from fleetlattice.render.permissions import INSTALL_STREAM, STATE_BUCKET, agent_durable
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, free_port, leaf_interest
 from render_fixtures import hub_users, running_hub, running_leaf

@@ -1,5 +1,5 @@
 """The Helm chart (charts/fleet-lattice): `helm lint` and `helm template` with the pinned Helm, and the rendered
-objects: least-privilege RBAC derived from kube.py, the Deployment's security settings, HA, namespaced RBAC,
+objects: least-privilege RBAC derived from clients/kube.py, the Deployment's security settings, HA, namespaced RBAC,
 ServiceMonitor. Helm comes from tests/e2e/image/helm.py (built from its Go module into the cache); without it
 these tests fail, never skip."""
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetlattice.kube import RESOURCES
+from fleetlattice.clients.kube import RESOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "fleet-lattice"
@@ -217,7 +217,7 @@ ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 
 def _check_operator_rules(rule_list: list[dict[str, Any]]) -> None:
-    """Everything kube.py can touch is granted, with exactly the verbs the operator uses."""
+    """Everything clients/kube.py can touch is granted, with exactly the verbs the operator uses."""
     for rule in rule_list:
         assert set(rule["verbs"]) <= ALLOWED_VERBS, rule
     for kind, resource in RESOURCES.items():

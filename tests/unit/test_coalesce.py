@@ -2,7 +2,7 @@
 
 import asyncio
 
-from fleetlattice.coalesce import Coalescer
+from fleetlattice.apply.coalesce import Coalescer
 
 
 async def test_burst_while_running_costs_one_more_run() -> None:

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from fleetlattice.conditions import Cond, merge_conditions
-from fleetlattice.hub_status import hub_status, parse_time
-from fleetlattice.monitoring import ServerSnapshot
+from fleetlattice.logic.conditions import Cond, merge_conditions
+from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
+from fleetlattice.logic.times import parse_time
 
 
 def test_transition_time_moves_only_on_status_change() -> None:

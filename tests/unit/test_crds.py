@@ -6,9 +6,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fleetlattice.api.crdgen import crd, write_crds
 from fleetlattice.api.kinds import KINDS, Kind
-from fleetlattice.cli import write_crds
-from fleetlattice.crdgen import crd
 
 REPO = Path(__file__).resolve().parents[2]
 

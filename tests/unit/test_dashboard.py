@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import fleetlattice.metrics  # noqa: F401  (registers the operator's metrics)
+import fleetlattice.clients.metrics  # noqa: F401  (registers the operator's metrics)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "fleet-lattice" / "dashboards" / "fleet-lattice.json"
 

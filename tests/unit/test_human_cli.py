@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleetlattice.cli import build_parser
-from fleetlattice.human_cli import progress_bar, status_rows, table
+from fleetlattice.cli.human import progress_bar, status_rows, table
+from fleetlattice.cli.main import build_parser
 
 NOW = datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 import json
 
-from fleetlattice.install_router import IndexedInstall, InstallKey, route
+from fleetlattice.logic.report_routing import IndexedInstall, InstallKey, route
 
 UID = "0b7e2a4c-1111-2222-3333-444455556666"
 CT = IndexedInstall(InstallKey("fleet", "ct-fac-v622"), "ct-fac", "InProgress", "2026-11-21T12:00:00Z")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fleetlattice.api.siloinstall import HISTORY_LIMIT, SiloInstallSpec, SiloInstallStatus
-from fleetlattice.install_state import (
+from fleetlattice.logic.install_state import (
     apply_report,
     begin_attempt,
     begin_scrub,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fleetlattice.api.bus import agent_durable, inbox_prefix
 from fleetlattice.api.siloleaf import ExtraPermissions
-from fleetlattice.render.permissions import agent_durable, inbox_prefix, silo_permissions
+from fleetlattice.render.permissions import silo_permissions
 
 SILOS = ("ct-fac", "msclo", "forge")
 

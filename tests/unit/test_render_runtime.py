@@ -24,10 +24,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import ServiceUnavailableError
 
+from fleetlattice.api.bus import JS_DOMAIN, agent_durable, inbox_prefix
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers
-from fleetlattice.render.permissions import JS_DOMAIN, agent_durable, inbox_prefix
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, leaf_interest
 from render_fixtures import LocalHub, hub_users, running_hub, running_leaf

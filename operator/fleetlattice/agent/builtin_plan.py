@@ -10,9 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..api.messages import InstallRequest, ScrubRequest
-from .cluster import Cluster
-from .manifests import (
+from fleetlattice.agent.cluster import Cluster
+from fleetlattice.agent.manifests import (
     Manifest,
     ManifestError,
     describe,
@@ -21,7 +20,8 @@ from .manifests import (
     rolled_out,
     workloads,
 )
-from .plan import ProgressSink, Step, StepFailed, StepOutput
+from fleetlattice.agent.plan import ProgressSink, Step, StepFailed, StepOutput
+from fleetlattice.api.messages import InstallRequest, ScrubRequest
 
 log = logging.getLogger(__name__)
 

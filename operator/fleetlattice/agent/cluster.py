@@ -14,8 +14,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 from kubernetes.dynamic.resource import Resource
 
-from ..kube import load_config
-from .manifests import AGENT_NAME, Manifest
+from fleetlattice.agent.manifests import AGENT_NAME, Manifest
+from fleetlattice.clients.kube import load_config
 
 # Where a namespaced object without metadata.namespace goes; templates should name their namespace.
 DEFAULT_NAMESPACE = "default"

@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..api.messages import MAX_MESSAGE_BYTES, InstallRequest, ScrubRequest
-from .plan import ProgressSink, Step, StepFailed, StepOutput
+from fleetlattice.agent.plan import ProgressSink, Step, StepFailed, StepOutput
+from fleetlattice.api.messages import MAX_MESSAGE_BYTES, InstallRequest, ScrubRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
-from ..render.permissions import INSTALL_STREAM, agent_durable
+from fleetlattice.api.bus import INSTALL_STREAM, agent_durable
 
 log = logging.getLogger(__name__)
 

@@ -17,20 +17,10 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from ..api.messages import SiloState
+from fleetlattice.api.bus import BOOT_EVENT, event_subject, state_subject
+from fleetlattice.api.messages import SiloState
 
 log = logging.getLogger(__name__)
-
-BOOT_EVENT = "boot"
-
-
-def state_subject(silo: str) -> str:
-    return f"fleet.state.{silo}"
-
-
-def event_subject(silo: str, event: str) -> str:
-    return f"fleet.events.{silo}.{event}"
-
 
 async def announce_boot(nc: Client, silo: str) -> None:
     """Fire and forget (a plain publish): the event is for humans and dashboards, nothing waits on it."""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..api.messages import InstallRequest
+from fleetlattice.api.messages import InstallRequest
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..api.messages import InstallRequest, ScrubRequest
+from fleetlattice.api.messages import InstallRequest, ScrubRequest
 
 
 class ProgressSink(Protocol):

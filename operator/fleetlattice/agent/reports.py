@@ -11,21 +11,13 @@ import logging
 import nats.errors
 from nats.js.client import JetStreamContext
 
-from ..api.messages import BusMessage, InstallDone, InstallFailed, InstallProgress, Scrubbed
+from fleetlattice.api.bus import MSG_ID_HEADER, install_subject, report_msg_id
+from fleetlattice.api.messages import BusMessage, InstallDone, InstallFailed, InstallProgress, Scrubbed
 
 log = logging.getLogger(__name__)
 
-MSG_ID_HEADER = "Nats-Msg-Id"
 # A request ends with exactly one of these, so their message id needs no running index.
 _FINAL_INDEX = 0
-
-
-def report_subject(silo: str, kind: str) -> str:
-    return f"fleet.install.{silo}.{kind}"
-
-
-def msg_id(request_id: str, kind: str, index: int) -> str:
-    return f"{request_id}.{kind}.{index}"
 
 
 class Reporter:
@@ -40,9 +32,9 @@ class Reporter:
 
     async def _publish(self, kind: str, index: int, message: BusMessage) -> None:
         ack = await self._js.publish(
-            report_subject(self._silo, kind),
+            install_subject(self._silo, kind),
             message.encode(),
-            headers={MSG_ID_HEADER: msg_id(self.request_id, kind, index)},
+            headers={MSG_ID_HEADER: report_msg_id(self.request_id, kind, index)},
         )
         log.debug("%s %s stored as seq %s%s", self.request_id, kind, ack.seq, " (duplicate)" if ack.duplicate else "")
 

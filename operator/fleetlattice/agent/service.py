@@ -19,14 +19,14 @@ from typing import Literal, TypeVar
 import nats.errors
 from nats.aio.client import Client
 
-from ..api.messages import SiloState
-from ..render.permissions import JS_DOMAIN, inbox_prefix
-from .command_plan import CommandPlan
-from .consumer import bind, messages
-from .heartbeat import announce_boot, heartbeat
-from .ledger import Ledger
-from .plan import InstallPlan
-from .worker import Worker
+from fleetlattice.agent.command_plan import CommandPlan
+from fleetlattice.agent.consumer import bind, messages
+from fleetlattice.agent.heartbeat import announce_boot, heartbeat
+from fleetlattice.agent.ledger import Ledger
+from fleetlattice.agent.plan import InstallPlan
+from fleetlattice.agent.worker import Worker
+from fleetlattice.api.bus import JS_DOMAIN, inbox_prefix
+from fleetlattice.api.messages import SiloState
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def make_plan(config: AgentConfig) -> InstallPlan:
     if config.manifests is None or not config.manifests.is_dir():
         raise ValueError("--plan builtin needs --manifests, a directory of manifest templates")
     # Imported here: the Kubernetes client takes seconds to import, and a command-plan agent never needs it.
-    from .builtin_plan import BuiltinPlan
-    from .cluster import Cluster
+    from fleetlattice.agent.builtin_plan import BuiltinPlan
+    from fleetlattice.agent.cluster import Cluster
 
     return BuiltinPlan(config.manifests, config.silo, Cluster(config.kubeconfig))
 

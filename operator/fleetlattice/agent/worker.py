@@ -18,11 +18,11 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
-from ..api.messages import MAX_MESSAGE_BYTES, InstallDone, InstallRequest, ScrubRequest
-from .consumer import Backoff, kept_in_progress
-from .ledger import Ledger
-from .plan import InstallPlan, StepFailed
-from .reports import Reporter
+from fleetlattice.agent.consumer import Backoff, kept_in_progress
+from fleetlattice.agent.ledger import Ledger
+from fleetlattice.agent.plan import InstallPlan, StepFailed
+from fleetlattice.agent.reports import Reporter
+from fleetlattice.api.messages import MAX_MESSAGE_BYTES, InstallDone, InstallRequest, ScrubRequest
 
 log = logging.getLogger(__name__)
 

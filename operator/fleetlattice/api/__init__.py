@@ -1,5 +1,5 @@
 """Pydantic models of the four kinds and of the install bus: the single source of truth."""
 
-from .kinds import API_VERSION, GROUP, KINDS, VERSION, Kind
+from fleetlattice.api.kinds import API_VERSION, GROUP, KINDS, VERSION, Kind
 
 __all__ = ["API_VERSION", "GROUP", "KINDS", "VERSION", "Kind"]

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .. import defaults
-from .base import ApiModel, ObjectName, Rule, Size, StatusBase, StatusModel
+from fleetlattice.api import defaults
+from fleetlattice.api.base import ApiModel, ObjectName, Rule, Size, StatusBase, StatusModel
 
 
 class HubPorts(ApiModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import ApiModel, Duration, ObjectName, Rule, Size, StatusBase, StreamName, Subject, immutable
+from fleetlattice.api.base import ApiModel, Duration, ObjectName, Rule, Size, StatusBase, StreamName, Subject, immutable
 
 
 class ConsumerSpec(ApiModel):

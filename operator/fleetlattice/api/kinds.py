@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from .fleethub import FleetHubSpec, FleetHubStatus
-from .fleetstream import FleetStreamSpec, FleetStreamStatus
-from .siloinstall import SiloInstallSpec, SiloInstallStatus
-from .siloleaf import SiloLeafSpec, SiloLeafStatus
+from fleetlattice.api.fleethub import FleetHubSpec, FleetHubStatus
+from fleetlattice.api.fleetstream import FleetStreamSpec, FleetStreamStatus
+from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
+from fleetlattice.api.siloleaf import SiloLeafSpec, SiloLeafStatus
 
 GROUP = "fleet.lattice.dev"
 VERSION = "v1alpha1"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import ApiModel, Duration, SiloName, StatusBase, StatusModel, immutable
+from fleetlattice.api.base import ApiModel, Duration, SiloName, StatusBase, StatusModel, immutable
 
 Phase = Literal["Pending", "Requested", "InProgress", "Succeeded", "Failed", "TimedOut", "Scrubbing"]
 FINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "TimedOut"})

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .. import defaults
-from .base import ApiModel, ObjectName, SiloName, StatusBase, Subject, immutable
+from fleetlattice.api import defaults
+from fleetlattice.api.base import ApiModel, ObjectName, SiloName, StatusBase, Subject, immutable
 
 
 class ExtraPermissions(ApiModel):

@@ -6,12 +6,19 @@ from typing import Any
 
 import kopf
 
-from ..conditions import Cond, merge_conditions
-from ..context import Context
+from fleetlattice.handlers.runtime import Runtime
+from fleetlattice.logic.conditions import Cond, merge_conditions
+
+GROUP = "fleet.lattice.dev"
+HUBS = f"fleethubs.{GROUP}"
+LEAVES = f"siloleaves.{GROUP}"
+STREAMS = f"fleetstreams.{GROUP}"
+INSTALLS = f"siloinstalls.{GROUP}"
 
 
-def context(memo: kopf.Memo) -> Context:
-    return memo["ctx"]
+def runtime(memo: kopf.Memo) -> Runtime:
+    """The Runtime `fleetlattice run` handed to kopf (every object's memo is a shallow copy of it)."""
+    return memo["runtime"]
 
 
 def write_status(patch: kopf.Patch, body: kopf.Body, fields: dict[str, Any], conds: list[Cond]) -> None:
@@ -24,7 +31,3 @@ def write_status(patch: kopf.Patch, body: kopf.Body, fields: dict[str, Any], con
     for key, value in desired.items():
         if current.get(key) != value:
             patch.status[key] = value
-
-
-def resource_kwargs(kind_plural: str) -> dict[str, Any]:
-    return {"group": "fleet.lattice.dev", "version": "v1alpha1", "plural": kind_plural}

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import kopf
 
-from ..hub_reconcile import apply_hub, observe_hub
-from ..metrics import reconciling
-from ..render.names import HubRef
-from .common import context, write_status
-
-HUBS = "fleethubs.fleet.lattice.dev"
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.clients.metrics import reconciling
+from fleetlattice.handlers.common import HUBS, runtime, write_status
+from fleetlattice.render.names import HubRef
 
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    ctx = context(memo)
+    hubs = runtime(memo).hubs
+    spec = FleetHubSpec.model_validate(dict(body.get("spec") or {}))
     async with reconciling("FleetHub"):
-        hashes = await apply_hub(ctx, dict(body))
-        result = await observe_hub(ctx, dict(body), hashes)
+        hashes = await hubs.apply(dict(body), spec)
+        result = await hubs.observe(dict(body), spec, hashes)
     write_status(patch, body, result["fields"], result["conditions"])
 
 
@@ -39,14 +38,15 @@ async def hub_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: o
     calls per hub for nothing."""
     status = body.get("status") or {}
     hashes = {"configHash": status.get("configHash", ""), "restartHash": status.get("restartHash", "")}
-    result = await observe_hub(context(memo), dict(body), hashes)
+    spec = FleetHubSpec.model_validate(dict(body.get("spec") or {}))
+    result = await runtime(memo).hubs.observe(dict(body), spec, hashes)
     write_status(patch, body, result["fields"], result["conditions"])
 
 
 @kopf.on.delete(HUBS, optional=True)
 async def hub_deleted(name: str, namespace: str, memo: kopf.Memo, **_: object) -> None:
-    """Children go by garbage collection; only the shared connection needs closing."""
-    ctx = context(memo)
+    """Children go by garbage collection; only the shared connection and what we remember need closing."""
+    rt = runtime(memo)
     hub = HubRef(name, namespace)
-    await ctx.hubs.close(hub)
-    ctx.snapshots.pop(hub, None)
+    await rt.connections.close(hub)
+    rt.hubs.forget(hub)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import kopf
 
-from ..conditions import Cond
-from ..hub_reconcile import sync_hub_config
-from ..leaf_reconcile import LeafNotReady, apply_leaf, observe_leaf, oldest_claimant
-from ..metrics import reconciling
-from .common import context, write_status
-
-LEAVES = "siloleaves.fleet.lattice.dev"
+from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.clients.metrics import reconciling
+from fleetlattice.handlers.common import LEAVES, runtime, write_status
+from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.leaf_status import oldest_claimant
 
 
 @kopf.index(LEAVES)
@@ -24,18 +22,18 @@ def leaf_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index, *,
                      retry: bool) -> None:
-    ctx = context(memo)
-    spec = body["spec"]
-    claims = leaf_claims.get((body["metadata"]["namespace"], spec.get("hub"), spec.get("silo")), ())
+    leaves = runtime(memo).leaves
+    spec = SiloLeafSpec.model_validate(dict(body["spec"]))
+    claims = leaf_claims.get((body["metadata"]["namespace"], spec.hub, spec.silo), ())
     try:
         async with reconciling("SiloLeaf"):
-            secret = await apply_leaf(ctx, dict(body), oldest_claimant(claims, body["metadata"]["name"]))
-    except LeafNotReady as exc:
-        write_status(patch, body, {"connected": False}, [Cond.false("Ready", exc.reason, str(exc))])
+            secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]))
+    except NotReady as exc:
+        write_status(patch, body, {"connected": False}, [exc.condition()])
         if retry:
             raise kopf.TemporaryError(str(exc), delay=10) from exc
         return
-    fields, conds = observe_leaf(ctx, dict(body), secret)
+    fields, conds = leaves.observe(dict(body), spec, secret)
     write_status(patch, body, fields, conds)
 
 
@@ -58,7 +56,8 @@ async def leaf_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: 
     """Cheap: reads the hub scrape the FleetHub timer already made."""
     secret = (body.get("status") or {}).get("credentialsSecret")
     if secret:
-        fields, conds = observe_leaf(context(memo), dict(body), secret)
+        fields, conds = runtime(memo).leaves.observe(dict(body), SiloLeafSpec.model_validate(dict(body["spec"])),
+                                                     secret)
         write_status(patch, body, fields, conds)
 
 
@@ -67,4 +66,6 @@ async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Me
     """Drop the silo's user from the hub, which disconnects its leaf; children go by garbage
     collection. No finalizer: if the operator misses this, the hub's resync drops the user anyway."""
     if type == "DELETED":
-        await sync_hub_config(context(memo), namespace, body["spec"]["hub"])
+        rt = runtime(memo)
+        rt.leaves.forget(namespace, body["spec"]["silo"])
+        await rt.hubs.sync(namespace, body["spec"]["hub"])

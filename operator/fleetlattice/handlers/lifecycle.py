@@ -1,41 +1,20 @@
-"""Operator start-up and shutdown: settings, the shared context, closing NATS connections."""
+"""Operator start-up and shutdown: metrics, kopf's login, closing NATS connections."""
 
 from __future__ import annotations
-
-import logging
-import os
 
 import kopf
 from kubernetes import client
 
-from .. import metrics
-from ..context import Context, Settings
-from ..install_bus import InstallStore
-from ..kube import Kube
-from ..natsconn import HubConnections
-
-PREFIX = "fleet.lattice.dev"
+from fleetlattice.clients import metrics
+from fleetlattice.handlers.common import runtime
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: object) -> None:
-    # Our own annotation prefix and finalizer name, not kopf's defaults.
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    settings.networking.request_timeout = 60
-    port = int(os.environ.get("FLEETLATTICE_METRICS_PORT", "9090"))
-    if port:
-        metrics.serve(port)
-    mode = os.environ.get("FLEETLATTICE_HUB_ADDRESS", "auto")
-    kube = Kube()
-    hubs = HubConnections(kube, mode)  # type: ignore[arg-type]
-    memo["ctx"] = Context(kube=kube, hubs=hubs, installs=InstallStore(kube), settings=Settings())
-    logger.info("fleet-lattice operator started (hub address mode: %s)", memo["ctx"].hubs.mode)
+async def startup(memo: kopf.Memo, logger: kopf.Logger, **_: object) -> None:
+    rt = runtime(memo)
+    if rt.settings.metrics_port:
+        metrics.serve(rt.settings.metrics_port)
+    logger.info("fleet-lattice operator started (hub address mode: %s)", rt.connections.mode)
 
 
 @kopf.on.login()
@@ -60,6 +39,4 @@ def login(**_: object) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: object) -> None:
-    ctx: Context | None = memo.get("ctx")
-    if ctx is not None:
-        await ctx.hubs.close_all()
+    await runtime(memo).connections.close_all()

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import kopf
 
-from ..api.fleetstream import FleetStreamSpec
-from ..conditions import Cond
-from ..hub_status import parse_time
-from ..metrics import reconciling
-from ..stream_reconcile import StreamNotReady, delete_stream, reconcile_stream
-from .common import context, write_status
-
-STREAMS = "fleetstreams.fleet.lattice.dev"
+from fleetlattice.api.fleetstream import FleetStreamSpec
+from fleetlattice.apply.stream import delete_stream, reconcile_stream
+from fleetlattice.clients.metrics import reconciling
+from fleetlattice.handlers.common import STREAMS, runtime, write_status
+from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.times import seconds_since
 
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, namespace: str, *, retry: bool) -> None:
+    rt = runtime(memo)
     spec = FleetStreamSpec.model_validate(dict(body["spec"]))
     try:
         async with reconciling("FleetStream"):
-            fields, conds = await reconcile_stream(context(memo), namespace, spec)
-    except StreamNotReady as exc:
-        write_status(patch, body, {}, [Cond.false("Ready", exc.reason, str(exc))])
+            fields, conds = await reconcile_stream(rt.kube, rt.connections, namespace, spec)
+    except NotReady as exc:
+        write_status(patch, body, {}, [exc.condition()])
         if retry:
             raise kopf.TemporaryError(str(exc), delay=5) from exc
         return
@@ -45,14 +42,13 @@ async def stream_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, nam
 # Only streams with deletionPolicy Delete get a finalizer: kopf matches the filter before adding it.
 @kopf.on.delete(STREAMS, field="spec.deletionPolicy", value="Delete")
 async def stream_deleted(body: kopf.Body, memo: kopf.Memo, namespace: str, logger: kopf.Logger, **_: object) -> None:
-    ctx = context(memo)
+    rt = runtime(memo)
     spec = FleetStreamSpec.model_validate(dict(body["spec"]))
     try:
-        await delete_stream(ctx, namespace, spec)
-    except StreamNotReady as exc:
-        since = parse_time(body["metadata"].get("deletionTimestamp")) or datetime.now(UTC)
-        waited = (datetime.now(UTC) - since).total_seconds()
-        if waited < ctx.settings.delete_timeout_seconds:
+        await delete_stream(rt.kube, rt.connections, namespace, spec)
+    except NotReady as exc:
+        waited = seconds_since(body["metadata"].get("deletionTimestamp"))
+        if waited < rt.settings.delete_timeout_seconds:
             raise kopf.TemporaryError(f"cannot delete stream yet: {exc}", delay=10) from exc
         # Never hang deletion forever on a hub that is gone: say so and let go.
         kopf.warn(body, reason="StreamNotDeleted",

@@ -25,14 +25,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .. import defaults
-from ..api.base import size_bytes
-from ..api.fleethub import FleetHubSpec
-from ..api.siloleaf import ExtraPermissions
-from .layout import CONTAINER_PATHS, LAME_DUCK_SECONDS, ServerPaths
-from .names import HubRef
-from .permissions import JS_DOMAIN, Permissions, silo_permissions
-from .templating import render_template
+from fleetlattice.api import defaults
+from fleetlattice.api.base import size_bytes
+from fleetlattice.api.bus import JS_DOMAIN
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.render.layout import CONTAINER_PATHS, LAME_DUCK_SECONDS, ServerPaths
+from fleetlattice.render.names import HubRef
+from fleetlattice.render.permissions import Permissions, silo_permissions
+from fleetlattice.render.templating import render_template
 
 # Silo credentials serve the leaf (LEAFNODE) and, for tools like `nats` run against the hub, clients.
 SILO_CONNECTION_TYPES = ("LEAFNODE", "STANDARD")

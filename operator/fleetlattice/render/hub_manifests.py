@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.fleethub import FleetHubSpec
-from . import k8s
-from .layout import CONTAINER_PATHS, HUB_CONF_KEY, TERMINATION_GRACE_SECONDS
-from .names import RESTART_HASH_ANNOTATION, HubRef
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.render import k8s
+from fleetlattice.render.layout import CONTAINER_PATHS, HUB_CONF_KEY, TERMINATION_GRACE_SECONDS
+from fleetlattice.render.names import RESTART_HASH_ANNOTATION, HubRef
 
 _PATHS = CONTAINER_PATHS
 # Port names are shared by container ports, Service ports and probes.

@@ -9,13 +9,13 @@ import hashlib
 import json
 from urllib.parse import quote
 
-from .. import defaults
-from ..api.siloleaf import SiloLeafSpec
-from . import k8s
-from .layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
-from .names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
-from .permissions import silo_permissions
-from .templating import render_template
+from fleetlattice.api import defaults
+from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.render import k8s
+from fleetlattice.render.layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
+from fleetlattice.render.names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
+from fleetlattice.render.permissions import silo_permissions
+from fleetlattice.render.templating import render_template
 
 REMOTE_URL_ENV = "FLEET_LEAF_REMOTE_URL"
 # Key of the credentials Secret holding the remote URL (with the silo's user and password in it).

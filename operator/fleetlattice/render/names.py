@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import defaults
+from fleetlattice.api import defaults
 
 PART_OF = "fleet-lattice"
 SILO_LABEL = "fleet.lattice.dev/silo"

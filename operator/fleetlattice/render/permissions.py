@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from ..api.siloleaf import ExtraPermissions
-
-INSTALL_STREAM = "FLEET_INSTALL"
-STATE_BUCKET = "FLEET_STATE"
-# The hub's JetStream domain. A leafnode connection never carries the plain `$JS.API.>` (nor `$KV.>`):
-# nats-server denies both on every leafnode whose two ends are not one extended JetStream domain.
-# Naming the hub's domain makes it install `$JS.<domain>.API.>` -> `$JS.API.>` in its accounts, so
-# silo agents reach the hub's JetStream from behind their leaf with nats-py `jetstream(domain=JS_DOMAIN)`.
-JS_DOMAIN = "fleet"
+from fleetlattice.api.bus import (
+    INSTALL_STREAM,
+    JS_DOMAIN_API,
+    REPORT_KINDS,
+    REQUEST_KINDS,
+    STATE_BUCKET,
+    agent_durable,
+    event_subject,
+    inbox_prefix,
+    install_subject,
+    state_subject,
+)
+from fleetlattice.api.siloleaf import ExtraPermissions
 
 
 class _AllowList(TypedDict):
@@ -32,27 +36,13 @@ class Permissions(TypedDict):
     subscribe: _AllowList
 
 
-_JS_DOMAIN_API = f"$JS.{JS_DOMAIN}.API"
-
-
-def agent_durable(silo: str) -> str:
-    """Durable name of the silo agent's pull consumer on the install stream."""
-    return f"agent-{silo}"
-
-
-def inbox_prefix(silo: str) -> str:
-    """Per-silo reply inbox prefix; agents connect with nats-py `inbox_prefix=inbox_prefix(silo).encode()`.
-    The default `_INBOX.>` would be shared by every silo, letting one read another's replies."""
-    return f"_INBOX_{silo}"
-
-
 def _publish(silo: str) -> list[str]:
     durable = agent_durable(silo)
     return [
-        *(f"fleet.install.{silo}.{verb}" for verb in ("progress", "done", "failed", "scrubbed")),
-        f"fleet.events.{silo}.>",
-        f"fleet.state.{silo}",
-        f"fleet.state.{silo}.>",
+        *(install_subject(silo, kind) for kind in REPORT_KINDS),
+        event_subject(silo, ">"),
+        state_subject(silo),
+        state_subject(silo, ">"),
         f"$KV.{STATE_BUCKET}.{silo}",
         f"$KV.{STATE_BUCKET}.{silo}.>",
         f"fleet.{silo}.scan.request",
@@ -69,7 +59,7 @@ def _consumer_api(durable: str) -> list[str]:
     mapping it to the plain `$JS.API`, so that form must be allowed too. Both name this one consumer."""
     return [
         f"{api}.CONSUMER.{op}.{INSTALL_STREAM}.{durable}"
-        for api in (_JS_DOMAIN_API, "$JS.API")
+        for api in (JS_DOMAIN_API, "$JS.API")
         for op in ("MSG.NEXT", "INFO")
     ]
 
@@ -78,8 +68,7 @@ def _subscribe(silo: str) -> list[str]:
     return [
         # Replies (JetStream API answers, fetched messages, request/reply) land on the silo's own inboxes.
         f"{inbox_prefix(silo)}.>",
-        f"fleet.install.{silo}.request",
-        f"fleet.install.{silo}.scrub",
+        *(install_subject(silo, kind) for kind in REQUEST_KINDS),
         f"fleet.{silo}.scan.result",
     ]
 

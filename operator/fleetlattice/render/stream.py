@@ -23,8 +23,8 @@ from nats.js.api import (
     SubjectTransform,
 )
 
-from ..api.base import duration_seconds, size_bytes
-from ..api.fleetstream import ConsumerSpec, FleetStreamSpec
+from fleetlattice.api.base import duration_seconds, size_bytes
+from fleetlattice.api.fleetstream import ConsumerSpec, FleetStreamSpec
 
 UNLIMITED = -1
 KV_DEFAULT_DUPLICATE_WINDOW = 120.0  # seconds, as nats-py's create_key_value

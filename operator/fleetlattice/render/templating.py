@@ -27,7 +27,7 @@ def nats_list(values: Iterable[str]) -> str:
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("fleetlattice", "templates"),
+        loader=jinja2.PackageLoader("fleetlattice", "render/templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -8,34 +8,31 @@ from typing import Any
 
 from nats.js.errors import APIError, NotFoundError
 
-from .api.fleetstream import FleetStreamSpec
-from .conditions import Cond
-from .context import Context
-from .metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, STREAM_BYTES, STREAM_MESSAGES
-from .natsconn import HubNotReachable
-from .render.names import HubRef
-from .render.stream import immutable_changes, render_consumer_configs, render_stream_config, stream_config_diff
+from fleetlattice.api.fleetstream import FleetStreamSpec
+from fleetlattice.clients.hub_connections import HubConnections, HubNotReachable
+from fleetlattice.clients.kube import Kube
+from fleetlattice.clients.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, STREAM_BYTES, STREAM_MESSAGES
+from fleetlattice.logic.conditions import Cond, NotReady
+from fleetlattice.render.names import HubRef
+from fleetlattice.render.stream import (
+    immutable_changes,
+    render_consumer_configs,
+    render_stream_config,
+    stream_config_diff,
+)
 
 log = logging.getLogger(__name__)
 JS_TIMEOUT = 5.0
 
 
-class StreamNotReady(Exception):
-    """Worth retrying soon: the hub is missing or unreachable."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-async def _jetstream(ctx: Context, namespace: str, spec: FleetStreamSpec):
+async def _jetstream(kube: Kube, hubs: HubConnections, namespace: str, spec: FleetStreamSpec):
     hub = HubRef(spec.hub, namespace)
-    if await ctx.kube.get("FleetHub", namespace, spec.hub) is None:
-        raise StreamNotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
+    if await kube.get("FleetHub", namespace, spec.hub) is None:
+        raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
     try:
-        nc = await ctx.hubs.get(hub)
+        nc = await hubs.get(hub)
     except HubNotReachable as exc:
-        raise StreamNotReady("HubUnavailable", str(exc)) from exc
+        raise NotReady("HubUnavailable", str(exc)) from exc
     return nc.jetstream(timeout=JS_TIMEOUT)
 
 
@@ -60,9 +57,10 @@ async def _export_live_state(js: Any, namespace: str, name: str, info: Any) -> N
         CONSUMER_ACK_PENDING.labels(namespace, name, consumer.name).set(consumer.num_ack_pending or 0)
 
 
-async def reconcile_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) -> tuple[dict[str, Any], list[Cond]]:
+async def reconcile_stream(kube: Kube, hubs: HubConnections, namespace: str,
+                           spec: FleetStreamSpec) -> tuple[dict[str, Any], list[Cond]]:
     """Make the server match the spec where NATS allows it; say exactly why where it does not."""
-    js = await _jetstream(ctx, namespace, spec)
+    js = await _jetstream(kube, hubs, namespace, spec)
     desired = render_stream_config(spec)
     name = desired.name
     try:
@@ -91,9 +89,9 @@ async def reconcile_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) 
     return live_fields(name, info), [Cond.true("Ready", "InSync", f"{kind} {name} matches the spec")]
 
 
-async def delete_stream(ctx: Context, namespace: str, spec: FleetStreamSpec) -> bool:
+async def delete_stream(kube: Kube, hubs: HubConnections, namespace: str, spec: FleetStreamSpec) -> bool:
     """True when the stream is gone (or was never there)."""
-    js = await _jetstream(ctx, namespace, spec)
+    js = await _jetstream(kube, hubs, namespace, spec)
     name = render_stream_config(spec).name
     with contextlib.suppress(NotFoundError):
         await js.delete_stream(name)

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from fleetlattice.logic.hub_status import ServerSnapshot
+
 TIMEOUT = aiohttp.ClientTimeout(total=3)
-
-
-@dataclass
-class ServerSnapshot:
-    """What one server reports; `error` is set when it could not be read."""
-
-    pod: str
-    healthy: bool = False
-    varz: dict[str, Any] = field(default_factory=dict)
-    leafz: dict[str, Any] = field(default_factory=dict)
-    jsz: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:

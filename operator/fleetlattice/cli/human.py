@@ -10,9 +10,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from .api.siloinstall import FINAL_PHASES
-from .hub_status import parse_time
-from .kube import Kube
+from fleetlattice.api.siloinstall import FINAL_PHASES
+from fleetlattice.clients.kube import Kube
+from fleetlattice.logic.times import parse_time
 
 EXIT_CODES = {"Succeeded": 0, "Failed": 2, "TimedOut": 3}
 

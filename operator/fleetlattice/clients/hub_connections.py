@@ -16,10 +16,10 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from .credentials import Credential
-from .kube import Kube
-from .metrics import HUB_CONNECTED
-from .render.names import HubRef
+from fleetlattice.clients.kube import Kube
+from fleetlattice.clients.metrics import HUB_CONNECTED
+from fleetlattice.logic.credentials import Credential
+from fleetlattice.render.names import HubRef
 
 log = logging.getLogger(__name__)
 

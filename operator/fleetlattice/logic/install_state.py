@@ -14,9 +14,17 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .api.base import duration_seconds
-from .api.messages import AGENT_REPORTS, InstallDone, InstallFailed, InstallProgress, InstallRequest, ScrubRequest
-from .api.siloinstall import (
+from fleetlattice.api.base import duration_seconds
+from fleetlattice.api.bus import request_id, scrub_request_id
+from fleetlattice.api.messages import (
+    AGENT_REPORTS,
+    InstallDone,
+    InstallFailed,
+    InstallProgress,
+    InstallRequest,
+    ScrubRequest,
+)
+from fleetlattice.api.siloinstall import (
     FINAL_PHASES,
     HISTORY_LIMIT,
     HistoryEntry,
@@ -26,20 +34,10 @@ from .api.siloinstall import (
     SiloInstallSpec,
     SiloInstallStatus,
 )
-from .conditions import Cond
+from fleetlattice.logic.conditions import Cond
 
 ACTIVE_PHASES = frozenset({"Pending", "Requested", "InProgress"})
 BusOutcome = Literal["applied", "ignored-invalid", "unknown-request", "late"]
-
-
-def request_id(uid: str, generation: int, attempt: int) -> str:
-    """Stable for one attempt of one generation of one SiloInstall: a retried publish of the
-    same attempt carries the same Nats-Msg-Id, so JetStream drops the duplicate."""
-    return f"{uid}-g{generation}-a{attempt}"
-
-
-def scrub_request_id(uid: str) -> str:
-    return f"{uid}-scrub"
 
 
 def _history(status: SiloInstallStatus, entry: HistoryEntry) -> list[HistoryEntry]:

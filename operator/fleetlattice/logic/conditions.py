@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
+
+from fleetlattice.logic.times import now_iso
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,16 @@ class Cond:
         return cls(type_, "False", reason, message)
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+class NotReady(Exception):
+    """The object cannot be reconciled yet, for a reason its Ready condition names (HubNotFound,
+    HubUnavailable, DuplicateSilo, ...): worth retrying soon."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def condition(self) -> Cond:
+        return Cond.false("Ready", self.reason, str(self))
 
 
 def merge_conditions(

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .conditions import Cond
-from .monitoring import ServerSnapshot
+from fleetlattice.logic.conditions import Cond
+from fleetlattice.logic.times import parse_time
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """RFC 3339 with nanoseconds (Go) or seconds (Kubernetes)."""
-    if not value:
-        return None
-    # Python keeps microseconds; Go writes nanoseconds.
-    value = re.sub(r"\.(\d{1,6})\d*", lambda m: "." + m.group(1).ljust(6, "0"), value.replace("Z", "+00:00"))
-    return datetime.fromisoformat(value)
+@dataclass
+class ServerSnapshot:
+    """What one server reports on its monitoring port; `error` is set when it could not be read."""
+
+    pod: str
+    healthy: bool = False
+    varz: dict[str, Any] = field(default_factory=dict)
+    leafz: dict[str, Any] = field(default_factory=dict)
+    jsz: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
 
 
 # The servers' clocks and the operator's may differ a little; a reload cannot come sooner than the

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import logging
 import os
 import socket
 
 import kopf
 
-from .kube import load_config
+from fleetlattice.clients.hub_connections import AddressMode
+from fleetlattice.clients.kube import load_config
+from fleetlattice.handlers.runtime import Runtime, Settings
 
 HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream", "install")
+PREFIX = "fleet.lattice.dev"
 
 
 def peering_priority(value: str) -> int:
@@ -24,18 +28,31 @@ def peering_priority(value: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % (2**31 - 1) + 1
 
 
-def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, peering: str | None,
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # Our own annotation prefix and finalizer name, not kopf's defaults.
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    return settings
+
+
+def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: AddressMode, peering: str | None,
         liveness: str | None, metrics_port: int, priority: str = "0") -> None:
     if kubeconfig:
         # kopf's own login reads KUBECONFIG; the handlers' client loads it explicitly.
         os.environ["KUBECONFIG"] = kubeconfig
-    os.environ["FLEETLATTICE_HUB_ADDRESS"] = address_mode
-    os.environ["FLEETLATTICE_METRICS_PORT"] = str(metrics_port)
     load_config(kubeconfig)
     # Embedded kopf does not set up logging; its "Handler ... succeeded" lines are the audit trail.
     kopf.configure(verbose=os.environ.get("FLEETLATTICE_VERBOSE") == "1", log_format=kopf.LogFormat.PLAIN)
     for module in HANDLER_MODULES:
         importlib.import_module(f"fleetlattice.handlers.{module}")
+    rt = Runtime.build(Settings(hub_address=address_mode, metrics_port=metrics_port))
     asyncio.run(kopf.operator(
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -43,4 +60,6 @@ def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: str, pee
         peering_name=peering,
         priority=peering_priority(priority),
         liveness_endpoint=liveness,
+        settings=operator_settings(),
+        memo=kopf.Memo(runtime=rt),
     ))

@@ -7,11 +7,11 @@ import sys
 
 import yaml
 
-from .api.fleethub import FleetHubSpec
-from .api.siloleaf import SiloLeafSpec
-from .kube import Kube
-from .render.leaf import render_leaf_bundle
-from .render.names import SiloRef
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.clients.kube import Kube
+from fleetlattice.render.leaf import render_leaf_bundle
+from fleetlattice.render.names import SiloRef
 
 
 class ExportError(Exception):

@@ -1,90 +1,19 @@
-"""SiloInstall apply layer: publish requests and scrubs on the install bus, and store every
-state-machine step in status with optimistic concurrency (read, transform, PUT with resourceVersion)."""
+"""The SiloInstall status store: every state-machine step written with optimistic concurrency
+(read, transform, PUT with resourceVersion), one writer per install in this process."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import NotFoundError
 
-from .api.messages import BusMessage
-from .api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInstallStatus
-from .conditions import Cond, merge_conditions
-from .install_router import REPORT_KINDS
-from .install_state import dump
-from .kube import Kube
-from .metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
-from .natsconn import HubNotReachable
-from .render.names import HubRef
-from .render.permissions import INSTALL_STREAM, agent_durable
-
-if TYPE_CHECKING:
-    from .context import Context
-
-log = logging.getLogger(__name__)
-
-OPERATOR_DURABLE = "fleet-lattice-operator"
-JS_TIMEOUT = 5.0
-AGENT_ACK_WAIT_SECONDS = 60.0
-AGENT_MAX_DELIVER = 10
-OPERATOR_ACK_WAIT_SECONDS = 30.0
-
-
-class BusNotReady(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def request_subject(silo: str, verb: str) -> str:
-    return f"fleet.install.{silo}.{verb}"
-
-
-async def ensure_consumers(js: JetStreamContext, silo: str | None = None) -> None:
-    """The operator's durable on every silo's reports and, when given, the silo agent's durable on
-    its own requests and scrubs. Filters never overlap, as a work-queue stream requires."""
-    try:
-        await js.stream_info(INSTALL_STREAM)
-    except NotFoundError as exc:
-        raise BusNotReady("InstallStreamMissing",
-                          f"stream {INSTALL_STREAM} does not exist on the hub; apply its FleetStream") from exc
-    await js.add_consumer(INSTALL_STREAM, ConsumerConfig(
-        durable_name=OPERATOR_DURABLE,
-        filter_subjects=[request_subject("*", kind) for kind in REPORT_KINDS],
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=OPERATOR_ACK_WAIT_SECONDS,
-        max_ack_pending=10_000,
-    ))
-    if silo:
-        await js.add_consumer(INSTALL_STREAM, ConsumerConfig(
-            durable_name=agent_durable(silo),
-            filter_subjects=[request_subject(silo, "request"), request_subject(silo, "scrub")],
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=AGENT_ACK_WAIT_SECONDS,
-            max_deliver=AGENT_MAX_DELIVER,
-            max_ack_pending=1,
-        ))
-
-
-async def publish(js: JetStreamContext, subject: str, message: BusMessage, msg_id: str) -> None:
-    """Stored in JetStream or raises; Nats-Msg-Id makes a retried publish a no-op."""
-    await js.publish(subject, message.encode(), headers={"Nats-Msg-Id": msg_id}, stream=INSTALL_STREAM)
-
-
-async def jetstream_for(ctx: Context, namespace: str, hub_name: str) -> JetStreamContext:
-    try:
-        nc = await ctx.hubs.get(HubRef(hub_name, namespace))
-    except HubNotReachable as exc:
-        raise BusNotReady("HubUnavailable", str(exc)) from exc
-    return nc.jetstream(timeout=JS_TIMEOUT)
-
+from fleetlattice.api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInstallStatus
+from fleetlattice.clients.kube import Kube
+from fleetlattice.clients.metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
+from fleetlattice.logic.conditions import Cond, merge_conditions
+from fleetlattice.logic.install_state import dump
 
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
 
@@ -104,6 +33,12 @@ class InstallStore:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The SiloInstall is gone: its lock goes too (a map that only grows is a leak at fleet size)."""
+        lock = self._locks.get((namespace, name))
+        if lock is not None and not lock.locked():
+            del self._locks[(namespace, name)]
 
     async def update(self, namespace: str, name: str, transform: Transform,
                      conditions: Callable[[SiloInstallStatus], list[Cond]] | None = None,
@@ -145,7 +80,3 @@ async def _next_status(body: dict[str, Any], transform: Transform,
     stored["conditions"] = merge_conditions(old.get("conditions"), conditions(new) if conditions else [],
                                             body["metadata"].get("generation"))
     return None if stored == old else (status, new, stored)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)

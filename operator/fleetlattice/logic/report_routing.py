@@ -9,10 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api.messages import MAX_MESSAGE_BYTES
-
-REPORT_KINDS = ("progress", "done", "failed", "scrubbed")
-UID_LENGTH = 36
+from fleetlattice.api.bus import UID_LENGTH, parse_report_subject
+from fleetlattice.api.messages import MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -40,14 +38,6 @@ class Route:
     detail: str = ""
 
 
-def parse_subject(subject: str) -> tuple[str, str] | None:
-    """fleet.install.<silo>.<kind> -> (silo, kind)."""
-    parts = subject.split(".")
-    if len(parts) != 4 or parts[:2] != ["fleet", "install"] or parts[3] not in REPORT_KINDS:
-        return None
-    return parts[2], parts[3]
-
-
 def route(
     subject: str,
     data: bytes,
@@ -55,7 +45,7 @@ def route(
     by_uid: Mapping[str, Iterable[IndexedInstall]],
     by_silo: Mapping[tuple[str, str], Iterable[IndexedInstall]],
 ) -> Route:
-    parsed = parse_subject(subject)
+    parsed = parse_report_subject(subject)
     if parsed is None:
         return Route("unknown", outcome="ignored-invalid", detail=f"unexpected subject {subject}")
     silo, kind = parsed
@@ -81,3 +71,9 @@ def route(
         return Route(kind, outcome="unknown-request", detail=f"silo {silo} has no active install")
     # Seed-style reports carry no requestId: the most recently requested install is the active one.
     return Route(kind, payload, max(active, key=lambda i: i.requested_at).key)
+
+
+def index_entry(namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> IndexedInstall:
+    """What a kopf index keeps of one SiloInstall for routing."""
+    return IndexedInstall(InstallKey(namespace, name), str(spec.get("silo", "")), str(status.get("phase", "Pending")),
+                          str(status.get("requestedAt", "")))

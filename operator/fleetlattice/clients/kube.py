@@ -13,8 +13,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .api.kinds import API_VERSION, KINDS
-from .defaults import FIELD_MANAGER, USER_AGENT
+from fleetlattice.api.defaults import FIELD_MANAGER, USER_AGENT
+from fleetlattice.api.kinds import API_VERSION, KINDS
 
 REQUEST_TIMEOUT = 30
 

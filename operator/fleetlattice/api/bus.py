@@ -1,0 +1,82 @@
+"""Every name of the install-bus contract (DESIGN.md "Subjects" and "Install bus messages"), in one place:
+the operator, the silo agent, the permission templates and the benchmarks all take them from here."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+INSTALL_STREAM: Final = "FLEET_INSTALL"
+STATE_BUCKET: Final = "FLEET_STATE"
+# The hub's JetStream domain. A leafnode connection never carries the plain `$JS.API.>` (nor `$KV.>`):
+# nats-server denies both on every leafnode whose two ends are not one extended JetStream domain.
+# Naming the hub's domain makes it install `$JS.<domain>.API.>` -> `$JS.API.>` in its accounts, so
+# silo agents reach the hub's JetStream from behind their leaf with nats-py `jetstream(domain=JS_DOMAIN)`.
+JS_DOMAIN: Final = "fleet"
+JS_DOMAIN_API: Final = f"$JS.{JS_DOMAIN}.API"
+
+# The operator's one durable on every silo's reports.
+OPERATOR_DURABLE: Final = "fleet-lattice-operator"
+
+# Operator -> agent and agent -> operator verbs of fleet.install.<silo>.<verb>.
+RequestKind = Literal["request", "scrub"]
+ReportKind = Literal["progress", "done", "failed", "scrubbed"]
+REQUEST_KINDS: Final[tuple[RequestKind, ...]] = ("request", "scrub")
+REPORT_KINDS: Final[tuple[ReportKind, ...]] = ("progress", "done", "failed", "scrubbed")
+
+# A JetStream publish with this header is stored once within the stream's duplicate window.
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+# The events the agent itself publishes.
+BOOT_EVENT: Final = "boot"
+
+
+def install_subject(silo: str, kind: str) -> str:
+    """fleet.install.<silo>.<kind>; `silo` may be `*` for a filter over every silo."""
+    return f"fleet.install.{silo}.{kind}"
+
+
+def parse_report_subject(subject: str) -> tuple[str, ReportKind] | None:
+    """fleet.install.<silo>.<report kind> -> (silo, kind); None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["fleet", "install"] or parts[3] not in REPORT_KINDS:
+        return None
+    return parts[2], parts[3]  # type: ignore[return-value]
+
+
+def state_subject(silo: str, aspect: str | None = None) -> str:
+    """fleet.state.<silo>[.<aspect>], stored by FLEET_STATE's subject transform as key <silo>[.<aspect>]."""
+    return f"fleet.state.{silo}" + (f".{aspect}" if aspect else "")
+
+
+def event_subject(silo: str, event: str) -> str:
+    return f"fleet.events.{silo}.{event}"
+
+
+def agent_durable(silo: str) -> str:
+    """Durable name of the silo agent's pull consumer on the install stream."""
+    return f"agent-{silo}"
+
+
+def inbox_prefix(silo: str) -> str:
+    """Per-silo reply inbox prefix; agents connect with nats-py `inbox_prefix=inbox_prefix(silo).encode()`.
+    The default `_INBOX.>` would be shared by every silo, letting one read another's replies."""
+    return f"_INBOX_{silo}"
+
+
+def request_id(uid: str, generation: int, attempt: int) -> str:
+    """Stable for one attempt of one generation of one SiloInstall: a retried publish of the same attempt
+    carries the same Nats-Msg-Id, so JetStream drops the duplicate. Starts with the install's uid, which
+    is how a report names its install."""
+    return f"{uid}-g{generation}-a{attempt}"
+
+
+def scrub_request_id(uid: str) -> str:
+    return f"{uid}-scrub"
+
+
+# A requestId's first characters are the SiloInstall's uid.
+UID_LENGTH: Final = 36
+
+
+def report_msg_id(request_id: str, kind: str, index: int) -> str:
+    """Nats-Msg-Id of an agent report: a re-run of a redelivered request sends the same ids."""
+    return f"{request_id}.{kind}.{index}"

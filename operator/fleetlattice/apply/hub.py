@@ -1,0 +1,209 @@
+"""FleetHub apply layer: credentials, the rendered config and children, and the servers' status.
+
+`HubState` is what this process knows of each hub (config locks, when it last wrote a config, which silo
+users that config holds, the latest scrape) and the one way to re-render a hub's config: the SiloLeaf
+apply layer asks it, so every writer of a hub's config goes through its lock."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.apply.coalesce import Coalescer
+from fleetlattice.clients.hub_connections import OPERATOR_USER, SYSTEM_USER
+from fleetlattice.clients.kube import Kube
+from fleetlattice.clients.monitoring import scrape_all
+from fleetlattice.logic.conditions import owner_reference
+from fleetlattice.logic.credentials import Credential
+from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
+from fleetlattice.logic.times import parse_time
+from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf, restart_hash
+from fleetlattice.render.hub_manifests import render_hub_manifests
+from fleetlattice.render.names import CONFIG_HASH_ANNOTATION, SILO_LABEL, HubRef, SiloRef
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_hub_auth(kube: Kube, hub: HubRef, owner: dict[str, Any]) -> tuple[Credential, Credential]:
+    """The operator's and the system account's users: generated once, kept in `<hub>-auth`."""
+    secret = await kube.get("Secret", hub.namespace, hub.auth_secret)
+    data = (secret or {}).get("data", {})
+    operator = Credential.from_secret(data, "operator-")
+    system = Credential.from_secret(data, "system-")
+    if operator and system:
+        return operator, system
+    # bcrypt is slow by design: off the event loop, like the silos' credentials.
+    operator = operator or await asyncio.to_thread(Credential.generate, OPERATOR_USER)
+    system = system or await asyncio.to_thread(Credential.generate, SYSTEM_USER)
+    await kube.apply({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": hub.auth_secret, "namespace": hub.namespace, "labels": hub.labels,
+                     "ownerReferences": [owner_reference(owner)]},
+        "data": {**operator.secret_data("operator-"), **system.secret_data("system-")},
+    })
+    return operator, system
+
+
+async def silo_users(kube: Kube, hub: HubRef) -> tuple[SiloUser, ...]:
+    """One user per live SiloLeaf of this hub whose credential exists; the first claimant of a
+    silo name wins, so a duplicate SiloLeaf cannot take over another's identity."""
+    leaves = await kube.list("SiloLeaf", hub.namespace)
+    # One list call for all credentials, not one get per silo: this runs on every hub resync.
+    secrets = {s["metadata"]["name"]: s.get("data", {})
+               for s in await kube.list("Secret", hub.namespace, labels=SILO_LABEL)}
+    leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
+    users: dict[str, SiloUser] = {}
+    for leaf in leaves:
+        if leaf["metadata"].get("deletionTimestamp") or leaf.get("spec", {}).get("hub") != hub.name:
+            continue
+        try:
+            spec = SiloLeafSpec.model_validate(leaf["spec"])
+        except ValueError:
+            continue
+        if spec.silo in users:
+            continue
+        cred = Credential.from_secret(secrets.get(SiloRef(spec.silo).credentials_secret, {}))
+        if cred:
+            users[spec.silo] = SiloUser(spec.silo, cred.bcrypt_hash, spec.permissions)
+    return tuple(users[s] for s in sorted(users))
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def conf_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+async def _hub_pods(kube: Kube, hub: HubRef) -> list[dict[str, Any]]:
+    return await kube.list("Pod", hub.namespace, labels=",".join(f"{k}={v}" for k, v in hub.selector.items()))
+
+
+async def _nudge_servers(kube: Kube, hub: HubRef, config_hash: str) -> None:
+    """Kubelet rewrites a mounted ConfigMap only when it syncs the pod: periodically (a minute or more
+    after the write, measured in bench/) or when the pod changes. Annotating each server's pod with the
+    new config's hash makes kubelet sync it now, so the reloader sees the file and signals the server
+    within about a second. The annotation is not in the pod template: nothing restarts."""
+    for pod in await _hub_pods(kube, hub):
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
+        try:
+            annotations = {CONFIG_HASH_ANNOTATION: config_hash}
+            await kube.apply({"apiVersion": "v1", "kind": "Pod",
+                              "metadata": {"name": meta["name"], "namespace": hub.namespace,
+                                           "annotations": annotations}})
+        except ApiException as exc:
+            # Gone since the list (its replacement mounts the new config): the apply would try to create it.
+            if exc.status not in (404, 422):
+                raise
+
+
+@dataclass
+class HubState:
+    """Per hub: the config lock (the hub and all its SiloLeaves render one config), when this process
+    last wrote that config, the silo users it holds, and the servers' latest scrape (SiloLeaf status
+    reads it instead of scraping again)."""
+
+    kube: Kube
+    config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
+    # The silo users' credential keys in the config this process last wrote for each hub.
+    rendered_silo_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
+    snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
+    _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
+    _syncs: Coalescer[HubRef, bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._syncs = Coalescer(self._render_now)
+
+    def config_lock(self, hub: HubRef) -> asyncio.Lock:
+        return self._config_locks.setdefault(hub, asyncio.Lock())
+
+    def forget(self, hub: HubRef) -> None:
+        """The hub is gone: nothing of it stays in memory."""
+        for book in (self.config_written_at, self.rendered_silo_keys, self.snapshots, self._config_locks):
+            book.pop(hub, None)
+
+    def lacks_user(self, hub: HubRef, key: str) -> bool:
+        """Whether the config this process last wrote for the hub misses this silo credential (or it has
+        written none yet). Answered from memory: a resync of a thousand unchanged SiloLeaves then reads
+        nothing, where reading the hub's ConfigMap (a thousand users) each time cost megabytes per leaf."""
+        known = self.rendered_silo_keys.get(hub)
+        return known is None or key not in known
+
+    async def sync(self, namespace: str, hub_name: str) -> bool:
+        """Re-render a hub after its set of silos changed. False if the hub does not exist. Many SiloLeaves
+        asking at once (start-up, a GitOps sync of a thousand silos) share one render."""
+        return await self._syncs.run(HubRef(hub_name, namespace))
+
+    async def _render_now(self, hub: HubRef) -> bool:
+        body = await self.kube.get("FleetHub", hub.namespace, hub.name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return False
+        await self.apply(body, FleetHubSpec.model_validate(body.get("spec") or {}))
+        return True
+
+    async def apply(self, body: dict[str, Any], spec: FleetHubSpec) -> dict[str, str]:
+        """Render and server-side-apply everything the hub owns. Returns the hashes for status."""
+        meta = body["metadata"]
+        hub = HubRef(meta["name"], meta["namespace"])
+        async with self.config_lock(hub):
+            operator, system = await ensure_hub_auth(self.kube, hub, body)
+            users = HubUsers(operator=(operator.user, operator.bcrypt_hash), system=(system.user, system.bcrypt_hash),
+                             silos=await silo_users(self.kube, hub))
+            text = render_hub_conf(hub, spec, users)
+            rhash = restart_hash(hub, spec)
+            current = await self.kube.get("ConfigMap", hub.namespace, hub.config_map)
+            changed = current is None or text not in ((current.get("data") or {}).values())
+            if changed:
+                # Taken before the write: no server can load the new config earlier than this.
+                self.config_written_at[hub] = datetime.now(UTC)
+            for manifest in render_hub_manifests(hub, spec, text, rhash):
+                manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+                await self.kube.apply(manifest)
+            self.rendered_silo_keys[hub] = frozenset(silo.bcrypt_hash for silo in users.silos)
+            if changed and current is not None:
+                await _nudge_servers(self.kube, hub, conf_hash(text))
+        return {"configHash": conf_hash(text), "restartHash": rhash}
+
+    async def observe(self, body: dict[str, Any], spec: FleetHubSpec, hashes: dict[str, str]) -> dict[str, Any]:
+        """Status fields and conditions from the servers, plus config bookkeeping."""
+        meta = body["metadata"]
+        hub = HubRef(meta["name"], meta["namespace"])
+        status = body.get("status") or {}
+        now = datetime.now(UTC)
+        # The write time this process saw; after a restart, the one status kept from before.
+        changed_at = self.config_written_at.get(hub) or parse_time(status.get("configChangedAt")) or now
+        pods = await _hub_pods(self.kube, hub)
+        targets = [(p["metadata"]["name"], p["status"]["podIP"]) for p in pods
+                   if p.get("status", {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
+        snapshots = await scrape_all(sorted(targets), spec.ports.monitoring)
+        # A server that answers /healthz but whose pod is not Ready (a sidecar down, say) is not counted.
+        not_ready = {p["metadata"]["name"] for p in pods if not _pod_ready(p)}
+        for snap in snapshots:
+            if snap.pod in not_ready and snap.healthy:
+                snap.healthy, snap.error = False, "pod not Ready (see kubectl describe pod)"
+        self.snapshots[hub] = snapshots
+        sts = await self.kube.get("StatefulSet", hub.namespace, hub.statefulset) or {}
+        sts_status = sts.get("status", {})
+        rolling = bool(sts) and (
+            sts_status.get("observedGeneration", 0) < sts.get("metadata", {}).get("generation", 0)
+            or sts_status.get("updateRevision") != sts_status.get("currentRevision")
+        )
+        fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling)
+        fields.update(hashes, configChangedAt=changed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                      clientUrl=hub.client_url(spec.ports.client),
+                      leafnodeUrl=hub.leafnode_url(spec.leafnodes.advertise, spec.ports.leafnodes))
+        return {"fields": fields, "conditions": conds}

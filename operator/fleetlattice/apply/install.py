@@ -1,0 +1,106 @@
+"""SiloInstall orchestration: publish attempts, watch deadlines and heartbeats, scrub on delete.
+Each step: load, apply a pure transition (logic.install_state), store (InstallStore)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fleetlattice.api.bus import install_subject
+from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
+from fleetlattice.apply.install_jetstream import ensure_consumers, jetstream, publish
+from fleetlattice.apply.install_store import InstallStore
+from fleetlattice.clients.hub_connections import HubConnections
+from fleetlattice.clients.kube import Kube
+from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.heartbeats import SiloHeartbeats
+from fleetlattice.logic.install_state import (
+    HEARTBEAT_FRESH_SECONDS,
+    begin_attempt,
+    begin_scrub,
+    check_deadline,
+    install_conditions,
+    mark_published,
+    needs_new_attempt,
+    request_for,
+    retry_due,
+    scrub_request,
+    unpublished,
+)
+from fleetlattice.logic.times import utcnow
+from fleetlattice.render.names import HubRef
+
+log = logging.getLogger(__name__)
+
+
+class InstallRequests:
+    """Turns SiloInstall specs into requests and scrubs on the bus; the agents' answers come back
+    through apply.install_consumer."""
+
+    def __init__(self, kube: Kube, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats) -> None:
+        self.kube, self.hubs, self.store, self.heartbeats = kube, hubs, store, heartbeats
+
+    async def advance(self, namespace: str, name: str, hub: str,
+                      seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
+        """Reserve a new attempt when one is due (new generation or retry), then publish it. With `seen`
+        (a recent copy, as for the timer), an install with nothing due costs no API call."""
+        js = await jetstream(self.hubs, HubRef(hub, namespace))
+
+        async def reserve(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
+            generation = body["metadata"]["generation"]
+            if needs_new_attempt(status, generation) or retry_due(status, utcnow()):
+                return begin_attempt(status, spec, body["metadata"]["uid"], generation, utcnow())
+            return None
+
+        stored = await self.store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None), seen)
+        if stored is None and seen is not None and not unpublished(SiloInstallStatus.model_validate(
+                seen.get("status") or {})):
+            return None
+        body = await self.kube.get("SiloInstall", namespace, name)
+        if body is None:
+            return None
+        status = SiloInstallStatus.model_validate(body.get("status") or {})
+        if not unpublished(status):
+            return stored
+        spec = SiloInstallSpec.model_validate(body["spec"])
+        await ensure_consumers(js, spec.silo)
+        await publish(js, install_subject(spec.silo, "request"), request_for(status, spec), status.request_id)
+        log.info("published %s for %s/%s", status.request_id, namespace, name)
+
+        async def published(current: SiloInstallStatus, _spec: SiloInstallSpec, _body: dict[str, Any]):
+            return mark_published(current, status.request_id)
+
+        return await self.store.update(namespace, name, published, lambda s: install_conditions(s, None, None))
+
+    async def tick(self, namespace: str, name: str, hub: str, silo: str, seen: dict[str, Any]) -> None:
+        """Deadlines, retries and the AgentConnected condition; then publish whatever became due. `seen` is
+        kopf's copy of the object: the API is only read when it shows something to do."""
+        age = self.heartbeats.age(namespace, silo)
+        fresh = age is not None and age < HEARTBEAT_FRESH_SECONDS
+
+        async def deadline(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
+            return check_deadline(status, spec, utcnow())
+
+        await self.store.update(namespace, name, deadline, lambda s: install_conditions(s, fresh, age), seen)
+        await self.advance(namespace, name, hub, seen)
+
+    async def start_scrub(self, namespace: str, name: str, hub: str) -> SiloInstallStatus:
+        """Phase Scrubbing and a scrub message, once; the caller waits for `scrubbedAt`."""
+        js = await jetstream(self.hubs, HubRef(hub, namespace))
+
+        async def scrubbing(status: SiloInstallStatus, _spec: SiloInstallSpec, body: dict[str, Any]):
+            if status.phase == "Scrubbing":
+                return None
+            return begin_scrub(status, body["metadata"]["uid"], utcnow())
+
+        await self.store.update(namespace, name, scrubbing)
+        body = await self.kube.get("SiloInstall", namespace, name)
+        if body is None:
+            raise NotReady("Gone", f"SiloInstall {namespace}/{name} no longer exists")
+        status = SiloInstallStatus.model_validate(body.get("status") or {})
+        spec = SiloInstallSpec.model_validate(body["spec"])
+        message = scrub_request(status)
+        await ensure_consumers(js, spec.silo)
+        # Same requestId as Nats-Msg-Id each time: a repeated scrub publish is dropped by JetStream.
+        await publish(js, install_subject(spec.silo, "scrub"), message, message.request_id)
+        return status

@@ -1,0 +1,120 @@
+"""The operator's consumer of agent reports on one hub: reports in, SiloInstall status out, and the
+FLEET_STATE watch that keeps the agents' heartbeats in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
+from fleetlattice.api.messages import SiloState
+from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
+from fleetlattice.apply.install_jetstream import ensure_consumers, jetstream
+from fleetlattice.apply.install_store import InstallStore
+from fleetlattice.clients.hub_connections import HubConnections
+from fleetlattice.clients.metrics import BUS_MESSAGES
+from fleetlattice.logic.heartbeats import SiloHeartbeats
+from fleetlattice.logic.install_state import apply_report, install_conditions
+from fleetlattice.logic.report_routing import InstallKey, route
+from fleetlattice.logic.times import utcnow
+from fleetlattice.render.names import HubRef
+
+log = logging.getLogger(__name__)
+FETCH_BATCH = 256
+
+
+class ReportConsumer:
+    """Drains the operator's durable consumer of one hub. Reports for one install in a batch are
+    applied together (one status write), and every message is acked only after its effect is stored:
+    a crash before the write means JetStream redelivers it."""
+
+    def __init__(self, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats, hub: HubRef,
+                 by_uid: Mapping[str, Any], by_silo: Mapping[Any, Any]) -> None:
+        self.hubs, self.store, self.heartbeats, self.hub = hubs, store, heartbeats, hub
+        self.by_uid, self.by_silo = by_uid, by_silo
+
+    async def run(self, stopped: Any) -> None:
+        """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout)."""
+        while not stopped:
+            watcher: asyncio.Task[None] | None = None
+            try:
+                js = await jetstream(self.hubs, self.hub)
+                watcher = asyncio.create_task(self._watch_heartbeats(js))
+                await ensure_consumers(js)
+                sub = await js.pull_subscribe_bind(OPERATOR_DURABLE, INSTALL_STREAM)
+                while not stopped:
+                    try:
+                        msgs = await sub.fetch(FETCH_BATCH, timeout=2)
+                    except TimeoutError:
+                        continue
+                    await self.process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus must outlive any single failure; it retries after a pause
+                log.warning("install bus of hub %s: %s; retrying", self.hub, exc)
+                await stopped.wait(3)
+            finally:
+                if watcher:
+                    watcher.cancel()
+
+    async def _watch_heartbeats(self, js: Any) -> None:
+        """Agents' states arrive pushed, so status reads them from memory, not once per object per tick."""
+        while True:
+            try:
+                kv = await js.key_value(STATE_BUCKET)
+                async for entry in await kv.watchall():
+                    if entry is None or entry.value is None or "." in entry.key:
+                        continue
+                    with contextlib.suppress(ValueError):
+                        state = SiloState.model_validate_json(entry.value)
+                        self.heartbeats.record(self.hub.namespace, entry.key, state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # bucket not there yet, hub restarting: look again shortly
+                log.debug("FLEET_STATE watch on %s: %s", self.hub, exc)
+            await asyncio.sleep(5)  # back-off before re-watching
+
+    async def process(self, msgs: list[Any]) -> None:
+        grouped: dict[InstallKey, list[tuple[Any, str, Any]]] = {}
+        for msg in msgs:
+            r = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo)
+            if r.install is None:
+                self._count(r.kind, r.outcome, msg.subject, r.detail)
+                await msg.ack()
+                continue
+            grouped.setdefault(r.install, []).append((msg, r.kind, r.payload))
+        await asyncio.gather(*(self._apply(key, items) for key, items in grouped.items()))
+
+    async def _apply(self, key: InstallKey, items: list[tuple[Any, str, Any]]) -> None:
+        outcomes: list[tuple[str, str, str]] = []
+
+        async def transition(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
+            outcomes.clear()
+            current = status
+            for _msg, kind, payload in items:
+                result = apply_report(current, spec, kind, payload, utcnow())
+                outcomes.append((kind, result.outcome, result.detail))
+                current = result.status or current
+            return current
+
+        try:
+            await self.store.update(key.namespace, key.name, transition, lambda s: install_conditions(s, None, None))
+        except Exception as exc:
+            log.warning("SiloInstall %s/%s: status not stored (%s); reports will be redelivered",
+                        key.namespace, key.name, exc)
+            for msg, _kind, _payload in items:
+                await msg.nak(delay=2)
+            return
+        if len(outcomes) != len(items):  # the install was deleted in between
+            outcomes[:] = [(kind, "unknown-request", "install deleted") for _m, kind, _p in items]
+        for (msg, _kind, _payload), (kind, outcome, detail) in zip(items, outcomes, strict=True):
+            self._count(kind, outcome, msg.subject, detail)
+            await msg.ack()
+
+    def _count(self, kind: str, outcome: str, subject: str, detail: str) -> None:
+        BUS_MESSAGES.labels(kind, outcome).inc()
+        if outcome != "applied":
+            log.info("install bus: %s report on %s %s: %s", kind, subject, outcome, detail)

@@ -1,0 +1,99 @@
+"""SiloLeaf apply layer: the silo's credential, its user on the hub, its leaf, and its status."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.apply.hub import HubState
+from fleetlattice.clients.kube import Kube
+from fleetlattice.logic.conditions import Cond, NotReady, owner_reference
+from fleetlattice.logic.credentials import Credential, b64
+from fleetlattice.logic.heartbeats import SiloHeartbeats
+from fleetlattice.logic.leaf_status import leaf_status
+from fleetlattice.render.leaf import leaf_remote_url, render_leaf_manifests
+from fleetlattice.render.names import HubRef, SiloRef
+
+CREDENTIAL_CHECKSUM_ANNOTATION = "fleet.lattice.dev/credential-checksum"
+
+
+class LeafState:
+    """The SiloLeaf side of the operator: applies a leaf's credential, hub user and workload, and reads
+    its status from what the hub state and the heartbeat watch already hold."""
+
+    def __init__(self, kube: Kube, hubs: HubState, heartbeats: SiloHeartbeats) -> None:
+        self.kube, self.hubs, self.heartbeats = kube, hubs, heartbeats
+        self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _credential_lock(self, namespace: str, silo: str) -> asyncio.Lock:
+        """Serialises read-or-generate of one silo's credential: its create handler and its resync timer
+        can run at once, and two generated credentials would rotate it (leaf roll, hub reload)."""
+        return self._credential_locks.setdefault((namespace, silo), asyncio.Lock())
+
+    def forget(self, namespace: str, silo: str) -> None:
+        """The SiloLeaf is gone: nothing of it stays in memory."""
+        self._credential_locks.pop((namespace, silo), None)
+        self.heartbeats.forget(namespace, silo)
+
+    async def _ensure_credential(self, body: dict[str, Any], spec: SiloLeafSpec, hub_spec: FleetHubSpec,
+                                 hub: HubRef) -> Credential:
+        """Generate the silo's credential once. Deleting the Secret rotates it: a new one is made here,
+        the hub reloads the new hash and the leaf Deployment rolls (its pod template carries the hash)."""
+        silo = SiloRef(spec.silo)
+        namespace = body["metadata"]["namespace"]
+        async with self._credential_lock(namespace, spec.silo):
+            secret = await self.kube.get("Secret", namespace, silo.credentials_secret)
+            data = (secret or {}).get("data", {})
+            cred = Credential.from_secret(data)
+            if cred is None or cred.user != spec.silo:
+                # bcrypt is slow by design (~0.2s): in a thread, or a thousand new silos stall every handler.
+                cred = await asyncio.to_thread(Credential.generate, spec.silo)
+            url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes),
+                                  cred.user, cred.password)
+            wanted = {**cred.secret_data(), "url": b64(url)}
+            if secret is None or any(data.get(k) != v for k, v in wanted.items()):
+                await self.kube.apply({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {"name": silo.credentials_secret, "namespace": namespace, "labels": silo.labels,
+                                 "ownerReferences": [owner_reference(body)]},
+                    "data": wanted,
+                })
+        return cred
+
+    async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str) -> str:
+        """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
+        owns this silo on this hub (see logic.leaf_status.oldest_claimant)."""
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        hub_body = await self.kube.get("FleetHub", namespace, spec.hub)
+        if hub_body is None:
+            raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
+        if claimant != meta["name"]:
+            raise NotReady("DuplicateSilo", f"silo {spec.silo} already belongs to SiloLeaf {claimant} on this hub")
+        hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
+        hub = HubRef(spec.hub, namespace)
+        cred = await self._ensure_credential(body, spec, hub_spec, hub)
+        if self.hubs.lacks_user(hub, cred.bcrypt_hash) or meta.get("generation") != (body.get("status") or {}).get(
+                "observedGeneration"):
+            await self.hubs.sync(namespace, spec.hub)
+        if spec.leaf.mode == "InCluster":
+            for manifest in render_leaf_manifests(spec, namespace, hub_tls=hub_spec.tls.enabled):
+                manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+                if manifest["kind"] == "Deployment":
+                    # A rotated credential must roll the leaf: its env var is only read at start.
+                    annotations = manifest["spec"]["template"]["metadata"].setdefault("annotations", {})
+                    annotations[CREDENTIAL_CHECKSUM_ANNOTATION] = hashlib.sha256(
+                        cred.bcrypt_hash.encode()).hexdigest()[:16]
+                await self.kube.apply(manifest)
+        return SiloRef(spec.silo).credentials_secret
+
+    def observe(self, body: dict[str, Any], spec: SiloLeafSpec, secret: str) -> tuple[dict[str, Any], list[Cond]]:
+        namespace = body["metadata"]["namespace"]
+        return leaf_status(spec, body.get("status") or {}, secret,
+                           self.hubs.snapshots.get(HubRef(spec.hub, namespace)),
+                           self.heartbeats.latest(namespace, spec.silo))
