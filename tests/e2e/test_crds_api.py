@@ -56,6 +56,21 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("install bad timeout", with_spec(INSTALL, timeout="soon"), "spec.timeout"),
     ("install retries", with_spec(INSTALL, retries=11), "spec.retries"),
     ("install params not strings", with_spec(INSTALL, params={"n": {"a": 1}}), "spec.params"),
+    # Hardening: every silo name that is a word of the subject map, and extras that undo isolation.
+    *((f"silo named {word}", with_spec(LEAF, silo=word), "may not be named after a word of the subject map")
+      for word in ("install", "events", "state", "arc", "scan", "audit", "build", "mdsms", "lean", "campfire")),
+    ("install for a reserved silo", with_spec(INSTALL, silo="install"), "may not be named after a word"),
+    ("extra publish >", with_spec(LEAF, permissions={"publish": [">"]}), "extra permissions may only name"),
+    ("extra publish JS API", with_spec(LEAF, permissions={"publish": ["$JS.API.>"]}), "extra permissions may only"),
+    ("extra subscribe other silo", with_spec(LEAF, permissions={"subscribe": ["fleet.install.forge.request"]}),
+     "extra permissions may only name"),
+    ("extra subscribe fleet.>", with_spec(LEAF, permissions={"subscribe": ["fleet.>"]}), "extra permissions"),
+    ("install duration overflow", with_spec(INSTALL, timeout="99999999999999999999999w"), "spec.timeout"),
+    ("install zero timeout", with_spec(INSTALL, timeout="0s"), "timeout must be longer than zero"),
+    ("install too many params", with_spec(INSTALL, params={f"p{i}": "x" for i in range(33)}), "spec.params"),
+    ("install param too long", with_spec(INSTALL, params={"ns": "x" * 1025}), "spec.params"),
+    ("install param name", with_spec(INSTALL, params={"bad name": "x"}), "param names are identifiers"),
+    ("stream duration overflow", with_spec(STREAM, maxAge="99999999999999999999999w"), "spec.maxAge"),
 ]
 
 
@@ -115,3 +130,9 @@ def test_silo_is_immutable(crds: None, kubectl: Kubectl, namespace: str) -> None
     proc = kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(with_spec(LEAF, silo="msclo")),
                    check=False)
     assert "silo is immutable" in proc.stderr
+
+
+def test_extras_in_the_silos_own_subjects_are_accepted(crds: None, kubectl: Kubectl, namespace: str) -> None:
+    doc = with_spec(LEAF, permissions={"publish": ["fleet.ct-fac.custom.>", "fleet.mdsms.ct-fac.ingest"],
+                                       "subscribe": ["fleet.campfire.>", "fleet.arc.ct-fac.result"]})
+    kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(doc))

@@ -42,7 +42,36 @@ BAD_INPUTS: list[tuple[type[BaseModel], dict[str, Any], str]] = [
     (FleetHubSpec, {"replicas": 2}, "replicas"),
     (FleetHubSpec, {"tls": {"enabled": True}}, "tls.secretName is required"),
     (FleetHubSpec, {"limits": {"maxPayload": "1 MB"}}, "limits.maxPayload"),
+    # A silo named after a subject word would gain another silo's subjects.
+    *((SiloLeafSpec, {"silo": w, "hub": "h"}, "may not be named after a word of the subject map")
+      for w in ("install", "events", "state", "arc", "scan", "audit", "build")),
+    (SiloInstallSpec, {"silo": "state", "version": "v1"}, "may not be named after a word"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"publish": [">"]}}, "extra permissions may only"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"subscribe": ["$JS.API.>"]}}, "extra permissions"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"subscribe": ["fleet.install.forge.request"]}},
+     "extra permissions may only"),
+    # Durations that overflowed a datetime, a zero timeout, params that outgrow one bus message.
+    (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "timeout": "99999999999999999999999w"}, "timeout"),
+    (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "timeout": "0s"}, "timeout must be longer than zero"),
+    (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "params": {f"p{i}": "x" for i in range(33)}}, "params"),
+    (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "params": {"ns": "x" * 1025}}, "params.ns"),
+    (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "params": {"a b": "x"}}, "param names are identifiers"),
+    (FleetStreamSpec, {**STREAM, "maxAge": "99999999999999999999999w"}, "maxAge"),
 ]
+
+
+def test_the_longest_duration_a_user_can_write_fits_a_datetime() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    longest = "99999w99999w999d"
+    SiloInstallSpec.model_validate({"silo": "ct-fac", "version": "v1", "timeout": longest})
+    assert datetime.now(UTC) + timedelta(seconds=duration_seconds(longest)) > datetime.now(UTC)
+
+
+def test_extras_in_the_silos_own_subjects_are_accepted() -> None:
+    spec = SiloLeafSpec.model_validate({"silo": "ct-fac", "hub": "h", "permissions": {
+        "publish": ["fleet.ct-fac.custom.>", "fleet.mdsms.ct-fac.ingest"], "subscribe": ["fleet.campfire.>"]}})
+    assert spec.permissions.subscribe == ["fleet.campfire.>"]
 
 
 @pytest.mark.parametrize(("model", "data", "named"), BAD_INPUTS, ids=lambda v: str(v)[:40])

@@ -12,7 +12,16 @@ import nats.errors
 from nats.js.client import JetStreamContext
 
 from fleetlattice.api.bus import MSG_ID_HEADER, install_subject, report_msg_id
-from fleetlattice.api.messages import BusMessage, InstallDone, InstallFailed, InstallProgress, Scrubbed
+from fleetlattice.api.messages import (
+    MAX_NAME,
+    MAX_STEPS,
+    BusMessage,
+    InstallDone,
+    InstallFailed,
+    InstallProgress,
+    Scrubbed,
+    clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,8 @@ class Reporter:
     async def progress(self, step: str, index: int, total: int, message: str) -> None:
         """Best effort: a lost progress report must not fail the install, the final report tells all."""
         self._progress_sent += 1
-        report = InstallProgress(request_id=self.request_id, step=step, index=index, total=total, message=message)
+        report = InstallProgress(request_id=self.request_id, step=clip(step, MAX_NAME), index=min(index, MAX_STEPS),
+                                 total=min(total, MAX_STEPS), message=clip(message))
         try:
             await self._publish("progress", self._progress_sent, report)
         except nats.errors.Error as error:
@@ -51,7 +61,8 @@ class Reporter:
         await self._publish("done", _FINAL_INDEX, report)
 
     async def failed(self, step: str, error: str, retryable: bool) -> None:
-        report = InstallFailed(request_id=self.request_id, step=step, error=error, retryable=retryable)
+        report = InstallFailed(request_id=self.request_id, step=clip(step, MAX_NAME), error=clip(error),
+                               retryable=retryable)
         await self._publish("failed", _FINAL_INDEX, report)
 
     async def scrubbed(self) -> None:

@@ -9,22 +9,39 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
+
+from fleetlattice.api.bus import RESERVED_SILO_NAMES
 
 # A DNS label contains no '.', '*', '>' or whitespace, so it is also a single NATS token.
 SILO_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _TOKEN = r"([^.*>\s]+|\*)"
 # '*' only as a whole token, '>' only as the whole last token.
 SUBJECT_PATTERN = rf"^(>|{_TOKEN}(\.{_TOKEN})*(\.>)?)$"
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+# At most five digits per part and 16 characters in all: 99999w99999w999d is about 3,800 years, so no
+# duration a user can write overflows a datetime (an unbounded 99999999999999999999999w did, in three places).
+DURATION_PATTERN = r"^([0-9]{1,5}(ms|s|m|h|d|w))+$"
+ZERO_DURATION_PATTERN = r"^(0+(ms|s|m|h|d|w))+$"
 SIZE_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 STREAM_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-SiloName = Annotated[str, StringConstraints(pattern=SILO_NAME_PATTERN, max_length=63)]
+
+
+def _not_reserved(silo: str) -> str:
+    if silo in RESERVED_SILO_NAMES:
+        raise ValueError(RESERVED_SILO_MESSAGE)
+    return silo
+
+
+RESERVED_SILO_MESSAGE = (
+    "a silo may not be named after a word of the subject map (" + ", ".join(RESERVED_SILO_NAMES)
+    + "): it would gain another silo's subjects"
+)
+SiloName = Annotated[str, StringConstraints(pattern=SILO_NAME_PATTERN, max_length=63), AfterValidator(_not_reserved)]
 Subject = Annotated[str, StringConstraints(pattern=SUBJECT_PATTERN, max_length=255)]
-Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=16)]
 Size = Annotated[str, StringConstraints(pattern=SIZE_PATTERN, max_length=32)]
 StreamName = Annotated[str, StringConstraints(pattern=STREAM_NAME_PATTERN, min_length=1, max_length=64)]
 ObjectName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN, min_length=1, max_length=253)]
@@ -136,3 +153,12 @@ def size_bytes(value: str) -> int:
 def immutable(message: str) -> dict[str, Any]:
     """CEL rule for a field that cannot change once set."""
     return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": message}]}
+
+
+def silo_field(description: str) -> Any:
+    """The `silo` field of a kind: immutable, and never a reserved subject word (checked by the API server
+    with the same message the model gives)."""
+    words = ", ".join(f"'{w}'" for w in RESERVED_SILO_NAMES)
+    rules = [{"rule": "self == oldSelf", "message": "silo is immutable"},
+             {"rule": f"!(self in [{words}])", "message": RESERVED_SILO_MESSAGE}]
+    return Field(description=description, json_schema_extra={"x-kubernetes-validations": rules})

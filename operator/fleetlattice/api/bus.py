@@ -17,6 +17,24 @@ JS_DOMAIN_API: Final = f"$JS.{JS_DOMAIN}.API"
 # The operator's one durable on every silo's reports.
 OPERATOR_DURABLE: Final = "fleet-lattice-operator"
 
+# Words the subject map uses in fixed positions (fleet.<word>.<silo>..., fleet.<silo>.<word>...). A silo
+# with one of these names would gain another silo's subjects through the permission templates, e.g. silo
+# `install` publishing fleet.install.scan.request, a request to silo `scan`; so no silo may be called that.
+RESERVED_SILO_NAMES: Final = (
+    "arc", "audit", "build", "campfire", "events", "install", "lean", "mdsms", "proof", "scan", "state",
+)
+
+# Where a SiloLeaf's extra permissions may reach: the silo's own subjects (fleet.<word>.<silo>.> and
+# fleet.<silo>.>) and the fleet-wide subjects of the seeds that any silo may use. Never `>`, `$JS.>` or
+# another silo's subjects, which would undo the silo's isolation.
+SILO_OWNED_WORDS: Final = ("events", "state", "mdsms", "arc")
+SHARED_SUBJECT_PREFIXES: Final = ("fleet.campfire.", "fleet.lean.proof.")
+
+
+def silo_subject_prefixes(silo: str) -> tuple[str, ...]:
+    return (f"fleet.{silo}.", *(f"fleet.{word}.{silo}." for word in SILO_OWNED_WORDS), *SHARED_SUBJECT_PREFIXES)
+
+
 # Operator -> agent and agent -> operator verbs of fleet.install.<silo>.<verb>.
 RequestKind = Literal["request", "scrub"]
 ReportKind = Literal["progress", "done", "failed", "scrubbed"]

@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from fleetlattice.api.base import ApiModel, Duration, SiloName, StatusBase, StatusModel, immutable
+from fleetlattice.api.base import (
+    ZERO_DURATION_PATTERN,
+    ApiModel,
+    Duration,
+    Rule,
+    SiloName,
+    StatusBase,
+    StatusModel,
+    silo_field,
+)
 
 Phase = Literal["Pending", "Requested", "InProgress", "Succeeded", "Failed", "TimedOut", "Scrubbing"]
 FINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "TimedOut"})
 HISTORY_LIMIT = 50
 
 
+MAX_PARAMS = 32
+MAX_PARAM_KEY = 63
+MAX_PARAM_VALUE = 1024
+PARAM_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+PARAM_KEYS_CEL = f"self.all(k, size(k) <= {MAX_PARAM_KEY} && k.matches('{PARAM_KEY_PATTERN}'))"
+PARAM_KEYS_MESSAGE = f"param names are identifiers of at most {MAX_PARAM_KEY} characters (letters, digits, _ . -)"
+ParamValue = Annotated[str, StringConstraints(max_length=MAX_PARAM_VALUE)]
+
+
+def _param_keys_valid(params: dict[str, str]) -> bool:
+    return all(len(k) <= MAX_PARAM_KEY and re.fullmatch(PARAM_KEY_PATTERN, k) for k in params)
+
+
 class SiloInstallSpec(ApiModel):
     """Desired install of a silo."""
 
-    silo: SiloName = Field(
-        description="Silo to install; must have a SiloLeaf in this namespace.",
-        json_schema_extra=immutable("silo is immutable"),
+    rules = (
+        Rule(f"!self.timeout.matches('{ZERO_DURATION_PATTERN}')", "timeout must be longer than zero",
+             lambda s: not re.fullmatch(ZERO_DURATION_PATTERN, s.timeout)),
+        Rule("!has(self.params) || " + PARAM_KEYS_CEL.replace("self.all", "self.params.all"), PARAM_KEYS_MESSAGE,
+             lambda s: _param_keys_valid(s.params)),
     )
+
+    silo: SiloName = silo_field("Silo to install; must have a SiloLeaf in this namespace.")
     version: str = Field(
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
         description="Version to install, e.g. v622.",
     )
-    params: dict[str, str] = Field(
-        default_factory=dict, description="Free-form string parameters passed to the silo's agent."
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        max_length=MAX_PARAMS,
+        description=f"Free-form string parameters passed to the silo's agent: at most {MAX_PARAMS}, keys up to "
+        f"{MAX_PARAM_KEY} characters, values up to {MAX_PARAM_VALUE} (so every request fits one bus message).",
     )
     timeout: Duration = Field("15m", description="How long one attempt may take before it is TimedOut.")
     retries: int = Field(2, ge=0, le=10, description="Further attempts after a retryable failure or timeout.")

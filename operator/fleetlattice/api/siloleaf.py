@@ -8,14 +8,36 @@ from typing import Literal
 from pydantic import Field
 
 from fleetlattice.api import defaults
-from fleetlattice.api.base import ApiModel, ObjectName, SiloName, StatusBase, Subject, immutable
+from fleetlattice.api.base import ApiModel, ObjectName, Rule, SiloName, StatusBase, Subject, silo_field
+from fleetlattice.api.bus import SHARED_SUBJECT_PREFIXES, SILO_OWNED_WORDS, silo_subject_prefixes
+
+MAX_EXTRA_SUBJECTS = 32
+_EXTRA_SCOPE = (
+    "subjects under the silo's own fleet.<silo>. or fleet.{events,state,mdsms,arc}.<silo>., or under "
+    + " or ".join(SHARED_SUBJECT_PREFIXES)
+)
 
 
 class ExtraPermissions(ApiModel):
-    """Subjects granted on top of the silo-scoped defaults (see DESIGN.md, Security)."""
+    """Subjects granted on top of the silo-scoped defaults (see DESIGN.md, Security). Only the silo's own
+    subjects or the seeds' shared ones: SiloLeafSpec's rule says which."""
 
-    publish: list[Subject] = Field(default_factory=list, description="Extra subjects the silo may publish.")
-    subscribe: list[Subject] = Field(default_factory=list, description="Extra subjects the silo may receive.")
+    publish: list[Subject] = Field(default_factory=list, max_length=MAX_EXTRA_SUBJECTS,
+                                   description="Extra subjects the silo may publish.")
+    subscribe: list[Subject] = Field(default_factory=list, max_length=MAX_EXTRA_SUBJECTS,
+                                     description="Extra subjects the silo may receive.")
+
+
+def _prefix_cel(var: str) -> str:
+    """CEL: `var` starts with one of the silo's subject prefixes (bus.silo_subject_prefixes, spelled in CEL)."""
+    owned = ["'fleet.' + self.silo + '.'", *(f"'fleet.{w}.' + self.silo + '.'" for w in SILO_OWNED_WORDS)]
+    shared = [f"'{p}'" for p in SHARED_SUBJECT_PREFIXES]
+    return " || ".join(f"{var}.startsWith({p})" for p in [*owned, *shared])
+
+
+def _extras_in_scope(spec: SiloLeafSpec) -> bool:
+    prefixes = silo_subject_prefixes(spec.silo)
+    return all(s.startswith(prefixes) for s in [*spec.permissions.publish, *spec.permissions.subscribe])
 
 
 class LeafWorkload(ApiModel):
@@ -33,10 +55,14 @@ class LeafWorkload(ApiModel):
 class SiloLeafSpec(ApiModel):
     """Desired state of a silo's leaf."""
 
-    silo: SiloName = Field(
-        description="Silo name: a DNS label, used as the NATS token in fleet.*.<silo>.* subjects.",
-        json_schema_extra=immutable("silo is immutable"),
+    rules = (
+        Rule(f"!has(self.permissions) || ((!has(self.permissions.publish) || self.permissions.publish.all(s, "
+             f"{_prefix_cel('s')})) && (!has(self.permissions.subscribe) || self.permissions.subscribe.all(s, "
+             f"{_prefix_cel('s')})))",
+             f"extra permissions may only name {_EXTRA_SCOPE}", _extras_in_scope),
     )
+
+    silo: SiloName = silo_field("Silo name: a DNS label, used as the NATS token in fleet.*.<silo>.* subjects.")
     hub: ObjectName = Field(description="Name of the FleetHub (same namespace) the leaf dials.")
     leaf: LeafWorkload = Field(default_factory=LeafWorkload, description="The leaf workload.")
     permissions: ExtraPermissions = Field(

@@ -9,10 +9,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
 from fleetlattice.api.messages import SiloState
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
-from fleetlattice.apply.install_jetstream import ensure_consumers, jetstream
+from fleetlattice.apply.install_jetstream import (
+    JS_TIMEOUT,
+    OPERATOR_MAX_DELIVER,
+    connection,
+    ensure_consumers,
+    jetstream,
+)
 from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.metrics import BUS_MESSAGES
@@ -24,6 +32,31 @@ from fleetlattice.render.names import HubRef
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 256
+MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{INSTALL_STREAM}.{OPERATOR_DURABLE}"
+# API answers that no retry can change: the write itself is refused (invalid, too large, forbidden).
+PERMANENT_API_STATUSES = frozenset({400, 403, 413, 422})
+
+
+def is_permanent(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status in PERMANENT_API_STATUSES
+
+
+def redelivery_delay(msg: Any) -> float:
+    """Doubling with each delivery, capped: an API server down for minutes is waited out well within
+    OPERATOR_MAX_DELIVER deliveries, without a redelivery storm."""
+    delivered = getattr(getattr(msg, "metadata", None), "num_delivered", 1) or 1
+    return float(min(2 ** delivered, 60))
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):  # the connection may already be gone
+        await sub.unsubscribe()
 
 
 class ReportConsumer:
@@ -37,35 +70,52 @@ class ReportConsumer:
         self.by_uid, self.by_silo = by_uid, by_silo
 
     async def run(self, stopped: Any) -> None:
-        """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout)."""
-        while not stopped:
-            watcher: asyncio.Task[None] | None = None
-            try:
-                js = await jetstream(self.hubs, self.hub)
-                watcher = asyncio.create_task(self._watch_heartbeats(js))
-                await ensure_consumers(js)
-                sub = await js.pull_subscribe_bind(OPERATOR_DURABLE, INSTALL_STREAM)
-                while not stopped:
-                    try:
-                        msgs = await sub.fetch(FETCH_BATCH, timeout=2)
-                    except TimeoutError:
-                        continue
-                    await self.process(msgs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the bus must outlive any single failure; it retries after a pause
-                log.warning("install bus of hub %s: %s; retrying", self.hub, exc)
-                await stopped.wait(3)
-            finally:
-                if watcher:
-                    watcher.cancel()
+        """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout). Everything
+        one round subscribes (the pull subscription, the advisory subscription) is stopped before the next
+        round replaces it; the heartbeat watch lives across rounds, as each one costs a consumer on the hub."""
+        watcher = asyncio.create_task(self._watch_heartbeats())
+        try:
+            await self._consume(stopped)
+        finally:
+            await _cancel(watcher)
 
-    async def _watch_heartbeats(self, js: Any) -> None:
+    async def _consume(self, stopped: Any) -> None:
+        while not stopped:
+            async with contextlib.AsyncExitStack() as round_:
+                try:
+                    nc = await connection(self.hubs, self.hub)
+                    js = nc.jetstream(timeout=JS_TIMEOUT)
+                    await ensure_consumers(js)
+                    advisories = await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=self._on_max_deliveries)
+                    round_.push_async_callback(_unsubscribe, advisories)
+                    sub = await js.pull_subscribe_bind(OPERATOR_DURABLE, INSTALL_STREAM)
+                    round_.push_async_callback(_unsubscribe, sub)
+                    while not stopped:
+                        try:
+                            msgs = await sub.fetch(FETCH_BATCH, timeout=2)
+                        except TimeoutError:
+                            continue
+                        await self.process(msgs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the bus must outlive any single failure; it retries after a pause
+                    log.warning("install bus of hub %s: %s; retrying", self.hub, exc)
+                    await stopped.wait(3)
+
+    async def _on_max_deliveries(self, msg: Any) -> None:
+        """JetStream gave up on a report after OPERATOR_MAX_DELIVER tries: counted and logged, never silent."""
+        BUS_MESSAGES.labels("unknown", "max-deliveries").inc()
+        log.warning("install bus of hub %s: a report was redelivered %d times and dropped: %s", self.hub,
+                    OPERATOR_MAX_DELIVER, msg.data[:512])
+
+    async def _watch_heartbeats(self) -> None:
         """Agents' states arrive pushed, so status reads them from memory, not once per object per tick."""
         while True:
+            watcher = None
             try:
-                kv = await js.key_value(STATE_BUCKET)
-                async for entry in await kv.watchall():
+                kv = await (await jetstream(self.hubs, self.hub)).key_value(STATE_BUCKET)
+                watcher = await kv.watchall()
+                async for entry in watcher:
                     if entry is None or entry.value is None or "." in entry.key:
                         continue
                     with contextlib.suppress(ValueError):
@@ -75,6 +125,10 @@ class ReportConsumer:
                 raise
             except Exception as exc:  # bucket not there yet, hub restarting: look again shortly
                 log.debug("FLEET_STATE watch on %s: %s", self.hub, exc)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
             await asyncio.sleep(5)  # back-off before re-watching
 
     async def process(self, msgs: list[Any]) -> None:
@@ -103,10 +157,20 @@ class ReportConsumer:
         try:
             await self.store.update(key.namespace, key.name, transition, lambda s: install_conditions(s, None, None))
         except Exception as exc:
-            log.warning("SiloInstall %s/%s: status not stored (%s); reports will be redelivered",
-                        key.namespace, key.name, exc)
-            for msg, _kind, _payload in items:
-                await msg.nak(delay=2)
+            if not is_permanent(exc):
+                log.warning("SiloInstall %s/%s: status not stored (%s); reports will be redelivered",
+                            key.namespace, key.name, exc)
+                for msg, _kind, _payload in items:
+                    await msg.nak(delay=redelivery_delay(msg))
+                return
+            if len(items) > 1:
+                # One report the API server refuses must not take the good ones of its batch with it.
+                for item in items:
+                    await self._apply(key, [item])
+                return
+            msg, kind, _payload = items[0]
+            self._count(kind, "rejected", msg.subject, f"status write refused for good: {exc}")
+            await msg.term()
             return
         if len(outcomes) != len(items):  # the install was deleted in between
             outcomes[:] = [(kind, "unknown-request", "install deleted") for _m, kind, _p in items]

@@ -3,6 +3,7 @@ publishes of requests and scrubs."""
 
 from __future__ import annotations
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
@@ -25,6 +26,10 @@ JS_TIMEOUT = 5.0
 AGENT_ACK_WAIT_SECONDS = 60.0
 AGENT_MAX_DELIVER = 10
 OPERATOR_ACK_WAIT_SECONDS = 30.0
+# With doubling nak delays capped at a minute (install_consumer.redelivery_delay), about 45 minutes of
+# failing status writes before JetStream gives a report up (and says so in an advisory).
+OPERATOR_MAX_DELIVER = 50
+OPERATOR_MAX_ACK_PENDING = 10_000
 
 
 async def ensure_consumers(js: JetStreamContext, silo: str | None = None) -> None:
@@ -40,7 +45,8 @@ async def ensure_consumers(js: JetStreamContext, silo: str | None = None) -> Non
         filter_subjects=[install_subject("*", kind) for kind in REPORT_KINDS],
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=OPERATOR_ACK_WAIT_SECONDS,
-        max_ack_pending=10_000,
+        max_deliver=OPERATOR_MAX_DELIVER,
+        max_ack_pending=OPERATOR_MAX_ACK_PENDING,
     ))
     if silo:
         await js.add_consumer(INSTALL_STREAM, ConsumerConfig(
@@ -58,9 +64,12 @@ async def publish(js: JetStreamContext, subject: str, message: BusMessage, msg_i
     await js.publish(subject, message.encode(), headers={MSG_ID_HEADER: msg_id}, stream=INSTALL_STREAM)
 
 
-async def jetstream(hubs: HubConnections, hub: HubRef) -> JetStreamContext:
+async def connection(hubs: HubConnections, hub: HubRef) -> NATS:
     try:
-        nc = await hubs.get(hub)
+        return await hubs.get(hub)
     except HubNotReachable as exc:
         raise NotReady("HubUnavailable", str(exc)) from exc
-    return nc.jetstream(timeout=JS_TIMEOUT)
+
+
+async def jetstream(hubs: HubConnections, hub: HubRef) -> JetStreamContext:
+    return (await connection(hubs, hub)).jetstream(timeout=JS_TIMEOUT)

@@ -113,11 +113,15 @@ class Applied:
     detail: str = ""
 
 
+# The doubling backoff stops growing here: ten doublings of a long backoff would overflow a datetime.
+MAX_RETRY_WAIT_SECONDS = 30 * 86400
+
+
 def _retry_or_final(
     status: SiloInstallStatus, spec: SiloInstallSpec, now: datetime, final_phase: str, retryable: bool
 ) -> dict[str, Any]:
     if retryable and status.attempt <= spec.retries:
-        wait = duration_seconds(spec.backoff) * 2 ** (status.attempt - 1)
+        wait = min(duration_seconds(spec.backoff) * 2 ** (status.attempt - 1), MAX_RETRY_WAIT_SECONDS)
         return {"phase": "Pending", "next_attempt_at": now + timedelta(seconds=wait)}
     return {"phase": final_phase, "completed_at": now, "next_attempt_at": None}
 

@@ -1,0 +1,294 @@
+"""The operator's side of the install bus (status store + report consumer) against a real nats-server
+with JetStream. The Kubernetes side is an in-memory status API with resourceVersion semantics and
+injectable failures, so each test can make the API refuse exactly what it needs to:
+
+- a report is acked only after its status change is stored (a failed write means a redelivery);
+- a write conflict is retried in place, without a redelivery;
+- a report whose write the API server refuses for good is terminated and counted, and the good
+  reports of its batch and of other installs still apply;
+- out-of-range and oversized reports change nothing;
+- retry rounds of the consumer do not pile up subscriptions on the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from kubernetes.client.exceptions import ApiException
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET, install_subject, request_id
+from fleetlattice.apply.install_consumer import ReportConsumer
+from fleetlattice.apply.install_store import InstallStore
+from fleetlattice.clients.metrics import BUS_MESSAGES
+from fleetlattice.logic.heartbeats import SiloHeartbeats
+from fleetlattice.logic.report_routing import index_entry
+from fleetlattice.render.names import HubRef
+from nats_processes import NatsProcess, eventually, free_port, running_server
+
+NAMESPACE = "fleet"
+HUB = HubRef("eose-hub", NAMESPACE)
+
+
+@dataclass
+class StatusApi:
+    """SiloInstalls in memory: GET returns a copy, PUT of status checks resourceVersion (409 on a stale one).
+    `refuse(status) -> int | None` answers a PUT with that HTTP status instead of storing it."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refuse: Callable[[dict[str, Any]], int | None] = lambda _status: None
+    writes: int = 0
+    conflicts_to_inject: int = 0
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get(name)
+        return copy.deepcopy(obj) if obj else None
+
+    async def replace_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stored = self.objects[obj["metadata"]["name"]]
+        if self.conflicts_to_inject:
+            self.conflicts_to_inject -= 1
+            stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+            raise ApiException(status=409, reason="Conflict")
+        if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]:
+            raise ApiException(status=409, reason="Conflict")
+        refused = self.refuse(obj["status"])
+        if refused:
+            raise ApiException(status=refused, reason="Refused")
+        self.writes += 1
+        stored["status"] = copy.deepcopy(obj["status"])
+        stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+        return copy.deepcopy(stored)
+
+    def add(self, name: str, silo: str) -> str:
+        uid = f"{name:0>8}-0000-4000-8000-000000000000"[:36]
+        rid = request_id(uid, 1, 1)
+        self.objects[name] = {
+            "apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloInstall",
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": uid, "generation": 1, "resourceVersion": "1"},
+            "spec": {"silo": silo, "version": "v622"},
+            "status": {"phase": "Requested", "attempt": 1, "requestId": rid, "observedGeneration": 1,
+                       "requestedAt": datetime.now(UTC).isoformat(), "startedAt": datetime.now(UTC).isoformat()},
+        }
+        return rid
+
+    def phase(self, name: str) -> str:
+        return self.objects[name]["status"]["phase"]
+
+
+class Hubs:
+    """The one method ReportConsumer needs of HubConnections."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+
+    async def get(self, _hub: HubRef) -> Client:
+        return self.nc
+
+
+class Stopped:
+    """kopf's DaemonStopped: truthy once set, with an awaitable wait(timeout)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109  (kopf's signature)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout)
+
+
+@dataclass
+class Fleet:
+    server: NatsProcess
+    nc: Client
+    api: StatusApi
+
+    @property
+    def js(self) -> Any:
+        return self.nc.jetstream(timeout=5)
+
+    async def create_install_stream(self) -> None:
+        await self.js.add_stream(name=INSTALL_STREAM, subjects=["fleet.install.>"], retention="workqueue")
+
+    def indexes(self) -> tuple[dict[str, list[Any]], dict[tuple[str, str], list[Any]]]:
+        by_uid: dict[str, list[Any]] = {}
+        by_silo: dict[tuple[str, str], list[Any]] = {}
+        for obj in self.api.objects.values():
+            entry = index_entry(NAMESPACE, obj["metadata"]["name"], obj["spec"], obj["status"])
+            by_uid.setdefault(obj["metadata"]["uid"], []).append(entry)
+            by_silo.setdefault((NAMESPACE, obj["spec"]["silo"]), []).append(entry)
+        return by_uid, by_silo
+
+    async def report(self, silo: str, kind: str, body: dict[str, Any]) -> None:
+        await self.js.publish(install_subject(silo, kind), json.dumps(body).encode())
+
+    async def operator_consumer(self) -> Any:
+        return await self.js.consumer_info(INSTALL_STREAM, OPERATOR_DURABLE)
+
+    async def deliveries(self) -> int:
+        """Every delivery the operator's consumer made, first ones and redeliveries."""
+        return (await self.operator_consumer()).delivered.consumer_seq
+
+
+@pytest.fixture
+async def fleet(nats_server: Path, tmp_path: Path) -> AsyncIterator[Fleet]:
+    port, monitoring = free_port(), free_port()
+    config = tmp_path / "hub.conf"
+    config.write_text(f'port: {port}\nhttp_port: {monitoring}\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
+    async with running_server(nats_server, config, monitoring) as server:
+        nc = await nats.connect(f"nats://127.0.0.1:{port}", name="fleet-lattice-operator/test")
+        try:
+            yield Fleet(server, nc, StatusApi())
+        finally:
+            await nc.close()
+
+
+@pytest.fixture
+async def consuming(fleet: Fleet) -> AsyncIterator[Callable[[], None]]:
+    """Runs the operator's consumer of the hub; indexes are computed from the API's objects at start."""
+    stopped = Stopped()
+    tasks: list[asyncio.Task[None]] = []
+
+    def start() -> None:
+        by_uid, by_silo = fleet.indexes()
+        consumer = ReportConsumer(Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats(), HUB,  # type: ignore[arg-type]
+                                  by_uid, by_silo)
+        tasks.append(asyncio.create_task(consumer.run(stopped)))
+
+    yield start
+    stopped.event.set()
+    for task in tasks:
+        await asyncio.wait_for(task, 15)
+
+
+def outcome_count(kind: str, outcome: str) -> float:
+    return BUS_MESSAGES.labels(kind, outcome)._value.get()
+
+
+async def test_a_report_is_acked_only_after_its_status_is_stored(fleet: Fleet, consuming: Callable[[], None]) -> None:
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    failures = {"left": 2}
+
+    def refuse_twice(_status: dict[str, Any]) -> int | None:
+        if failures["left"]:
+            failures["left"] -= 1
+            return 503
+        return None
+
+    fleet.api.refuse = refuse_twice
+    consuming()
+    await fleet.report("ct-fac", "done", {"requestId": rid, "pods": 2})
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done to be stored after two failed writes", succeeded, 30)
+    assert await fleet.deliveries() == 3, "the report was acked before its status write succeeded"
+    assert (await fleet.operator_consumer()).num_ack_pending == 0
+
+
+async def test_a_write_conflict_is_retried_without_a_redelivery(fleet: Fleet, consuming: Callable[[], None]) -> None:
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    fleet.api.conflicts_to_inject = 1
+    consuming()
+    await fleet.report("ct-fac", "done", {"requestId": rid})
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done to be stored", succeeded)
+    assert await fleet.deliveries() == 1, "a 409 went back to JetStream instead of being retried in place"
+
+
+async def test_an_unstorable_report_is_terminated_and_the_rest_still_apply(
+        fleet: Fleet, consuming: Callable[[], None]) -> None:
+    await fleet.create_install_stream()
+    rid_a = fleet.api.add("a", "ct-fac")
+    rid_b = fleet.api.add("b", "forge")
+    # The API server refuses any status holding the poisoned message (as it refuses an object past its size limit).
+    fleet.api.refuse = lambda status: 422 if "poison" in json.dumps(status) else None
+    rejected_before = outcome_count("progress", "rejected")
+    # Published before the consumer starts, so the good and the bad report of `a` arrive in one batch.
+    await fleet.report("ct-fac", "progress", {"requestId": rid_a, "step": "pull", "index": 1, "total": 3})
+    await fleet.report("ct-fac", "progress", {"requestId": rid_a, "step": "poison", "index": 2, "total": 3})
+    await fleet.report("forge", "done", {"requestId": rid_b})
+    consuming()
+
+    async def settled() -> bool:
+        try:
+            info = await fleet.operator_consumer()
+        except NotFoundError:  # the consumer has not created its durable yet
+            return False
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually("every report to be acked or terminated", settled)
+    assert fleet.api.phase("b") == "Succeeded"
+    assert fleet.api.objects["a"]["status"]["progress"]["step"] == "pull"
+    assert outcome_count("progress", "rejected") == rejected_before + 1
+    assert await fleet.deliveries() == 3, "a refused report was redelivered"
+
+
+@pytest.mark.parametrize("report", [
+    {"step": "x", "index": 10**30, "total": 3},
+    {"step": "x", "index": 1, "total": 3, "message": "m" * 2000},
+    {"step": "s" * 200, "index": 1, "total": 3},
+])
+async def test_out_of_range_reports_change_nothing(fleet: Fleet, consuming: Callable[[], None],
+                                                   report: dict[str, Any]) -> None:
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    before = copy.deepcopy(fleet.api.objects["a"]["status"])
+    invalid_before = outcome_count("progress", "ignored-invalid")
+    consuming()
+    await fleet.report("ct-fac", "progress", {"requestId": rid, **report})
+
+    async def counted() -> bool:
+        return outcome_count("progress", "ignored-invalid") == invalid_before + 1
+
+    await eventually("the report to be counted as invalid", counted)
+    after = fleet.api.objects["a"]["status"]
+    assert (after.get("progress"), after.get("history", []), after["phase"]) == (None, before.get("history", []),
+                                                                                "Requested")
+
+
+async def test_retry_rounds_do_not_pile_up_subscriptions(fleet: Fleet, consuming: Callable[[], None],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Without FLEET_INSTALL every round fails after starting the heartbeat watch: each round must stop
+    what the one before it started (it once grew 2 -> 4 -> 7 consumers in 20 s)."""
+    await fleet.js.create_key_value(bucket=STATE_BUCKET)
+
+    async def subscriptions() -> int:
+        conns = (await fleet.server.monitor("connz?subs=1"))["connections"]
+        return sum(c.get("num_subscriptions", 0) for c in conns)
+
+    async def kv_consumers() -> int:
+        return (await fleet.js.stream_info(f"KV_{STATE_BUCKET}")).state.consumer_count
+
+    caplog.set_level(logging.WARNING, logger="fleetlattice.apply.install_consumer")
+    baseline = await subscriptions()
+    consuming()
+    consumers_seen: list[int] = []
+
+    async def four_rounds() -> bool:
+        consumers_seen.append(await kv_consumers())
+        return sum("retrying" in r.getMessage() for r in caplog.records) >= 4
+
+    await eventually("four retry rounds", four_rounds, 40)
+    assert max(consumers_seen) <= 1, f"heartbeat watchers piled up: {max(consumers_seen)} consumers on the bucket"
+    assert await subscriptions() <= baseline + 2
