@@ -1,5 +1,7 @@
 """The benchmarks' environment: the local cluster (the one the e2e tests use), the CRDs, the operator as
-a real process, a hub, and the bench's own Kubernetes client. Reuses the e2e harness rather than copying it."""
+a real process, a hub, and the bench's own Kubernetes client. Reuses the e2e harness rather than copying it:
+the launcher (tests/e2e/cluster) and the harness (tests/e2e) are import roots, given by PYTHONPATH (see the
+README's `python -m bench` command) as pyproject.toml's pytest `pythonpath` gives them to the tests."""
 
 from __future__ import annotations
 
@@ -7,24 +9,20 @@ import json
 import os
 import platform
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import localcluster
+from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubernetes import client, config
+from localcluster import async_wait_for, wait_for
+
+from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition, is_ready
+from fleetlattice import defaults
+from fleetlattice.api.kinds import API_VERSION
+
 REPO = Path(__file__).resolve().parents[1]
-for _path in (REPO / "tests" / "e2e", REPO / "tests" / "e2e" / "cluster"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import localcluster  # noqa: E402
-from kubehelpers import Kubectl, create_namespace, delete_namespace  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-from waiting import async_wait_for, wait_for  # noqa: E402
-
-from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition, is_ready  # noqa: E402
-from fleetlattice import defaults  # noqa: E402
-from fleetlattice.api.kinds import API_VERSION  # noqa: E402
 
 __all__ = ["EXAMPLES", "Hub", "OperatorProcess", "async_wait_for", "condition", "create_namespace",
            "delete_namespace", "wait_for"]

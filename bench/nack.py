@@ -14,9 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster import go_env
-
-from fleet import free_port
+from localcluster import free_port, go_env, go_version
 
 from .harness import wait_for
 
@@ -35,9 +33,11 @@ def version() -> str:
 
 def build(cache: Path) -> Path:
     """jetstream-controller for the pinned NACK, built once per go.mod/go.sum/Go version."""
-    go_version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    go = go_version()
+    if go is None:
+        raise RuntimeError("Go is needed to build NACK's jetstream-controller (bench/gomod/nack)")
     key = hashlib.sha256((GOMOD / "go.mod").read_bytes() + (GOMOD / "go.sum").read_bytes()
-                         + go_version.encode()).hexdigest()[:12]
+                         + go.encode()).hexdigest()[:12]
     out = cache / "bench-bin" / f"nack-{version()}-{key}"
     binary = out / "jetstream-controller"
     if binary.is_file():

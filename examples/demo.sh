@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 STATE=${FLEET_DEMO_STATE:-/var/lib/fleet-lattice-demo}
 NS=fleet
-CLUSTER="$REPO/tests/e2e/cluster/localcluster.py"
+CLUSTER="$REPO/tests/e2e/cluster/cluster"  # the launcher's command line
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

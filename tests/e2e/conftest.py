@@ -1,8 +1,8 @@
 """Fixtures for end-to-end tests against a real Kubernetes cluster.
 
 ``--cluster=local`` (default) runs the Docker-free single-node cluster from
-tests/e2e/cluster/localcluster.py: it reuses one that is already up and healthy
-(``localcluster.py up``) and tears down only a cluster this session started.
+tests/e2e/cluster/localcluster/: it reuses one that is already up and healthy
+(``python tests/e2e/cluster/cluster up``) and tears down only a cluster this session started.
 ``--cluster=kind`` uses pytest-kubernetes with kind (machines with Docker);
 ``--cluster=existing`` uses ``--kubeconfig`` or ``$KUBECONFIG``.
 """
@@ -15,15 +15,10 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import localcluster
 import pytest
-
-CLUSTER_DIR = Path(__file__).resolve().parent / "cluster"
-if str(CLUSTER_DIR) not in sys.path:
-    sys.path.insert(0, str(CLUSTER_DIR))
-
-import localcluster  # noqa: E402
-from kubehelpers import Kubectl, create_namespace, delete_namespace  # noqa: E402
-from waiting import WaitTimeout, wait_for  # noqa: E402
+from kubehelpers import Kubectl, create_namespace, delete_namespace
+from localcluster import WaitTimeout, wait_for
 
 __all__ = ["Kubectl", "WaitTimeout", "wait_for"]
 
@@ -90,7 +85,7 @@ def _local_cluster() -> Iterator[Path]:
         localcluster.down(paths)
         raise
     yield config
-    # A cluster someone started with `localcluster.py up` outlives the session.
+    # A cluster someone started with `cluster up` outlives the session.
     if started_here and not os.environ.get("FLEET_LATTICE_KEEP_CLUSTER"):
         localcluster.down(paths)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,17 +15,11 @@ from typing import Any
 
 import nats
 from kubehelpers import Kubectl
+from localcluster import free_port, wait_for
 from nats.aio.client import Client as NATS
-from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _http_get(url: str) -> str:

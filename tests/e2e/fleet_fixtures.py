@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import localcluster
 import pytest
 from kubehelpers import Kubectl
 
 from fleet import REPO, InClusterOperator, OperatorProcess, apply_crds
+
+# The launcher's import root (tests/e2e/cluster): the image tools take the cache root and Go version from it.
+LAUNCHER_ROOT = Path(localcluster.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +38,9 @@ def operator(request: pytest.FixtureRequest, kubeconfig: Path, kubectl: Kubectl,
 
 def _tool(script: str) -> str:
     """Runs one of tests/e2e/image/*.py (cached builds); its last stdout line is the artefact's path."""
+    pythonpath = os.pathsep.join(filter(None, (str(LAUNCHER_ROOT), os.environ.get("PYTHONPATH"))))
     out = subprocess.run([sys.executable, str(REPO / "tests" / "e2e" / "image" / script)], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": pythonpath}).stdout
     return out.strip().splitlines()[-1]
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
-from localcluster import BUSYBOX_IMAGE, NATS_IMAGE
-from waiting import wait_for
+from localcluster import BUSYBOX_IMAGE, NATS_IMAGE, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
+from localcluster import async_wait_for, wait_for
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import RetentionPolicy, StorageType
-from waiting import async_wait_for, wait_for
 
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities

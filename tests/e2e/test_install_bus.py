@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
-from waiting import async_wait_for, wait_for
+from localcluster import async_wait_for, wait_for
 
 from agents import AgentProcess
 from argocd import argocd_health

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -17,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from localcluster import free_port as free_port  # its one home; the unit tests import it from here
 
 DEADLINE_SECONDS = 15.0
 _POLL_SECONDS = 0.05
@@ -27,12 +28,6 @@ def nats_server_binary() -> Path:
     if not found:
         raise RuntimeError("nats-server not found on PATH nor next to the Python interpreter")
     return Path(found)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_config(binary: Path, path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

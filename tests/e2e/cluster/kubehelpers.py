@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from waiting import wait_for
+from localcluster import wait_for
 
 
 class KubectlError(AssertionError):

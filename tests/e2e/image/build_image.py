@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Build the operator image from the top-level Dockerfile without Docker or any registry.
 
-    python tests/e2e/image/build_image.py      # prints the path of the docker-archive it wrote
+    PYTHONPATH=tests/e2e/cluster python tests/e2e/image/build_image.py   # prints the docker-archive's path
 
 1. apt-installs buildah and debootstrap when missing (Debian packages).
 2. Makes the base images with debootstrap (Debian bookworm + python3), cached as tarballs keyed by a hash
    of their package lists, and imports them into a private buildah store under the cache.
 3. `buildah bud` the Dockerfile with BASE_IMAGE / BUILDER_IMAGE pointing at those bases; pip reaches PyPI
    over the host network. Tagged localhost/fleet-lattice/operator:dev.
-4. Writes a docker-archive for tests/e2e/cluster/localcluster.py's import_image_archive().
+4. Writes a docker-archive for the launcher's localcluster.import_image_archive().
 
 Storage driver vfs and isolation chroot: they need neither overlay mounts nor user namespaces, so the build
-works as root in a plain VM or container. Only stdlib, so CI can run it before the project is installed.
+works as root in a plain VM or container. Only stdlib and the launcher (its cache root; tests/e2e/cluster on
+PYTHONPATH outside pytest), so CI can run it before the project is installed.
 """
 
 from __future__ import annotations
@@ -24,17 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-sys.path.insert(0, str(HERE))
+from base_image import BASES, BaseSpec, ensure_base_tarball
+from localcluster import cache_root
 
-from base_image import BASES, BaseSpec, ensure_base_tarball  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[3]
 IMAGE = "localhost/fleet-lattice/operator:dev"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FLEET_LATTICE_CACHE", Path.home() / ".cache" / "fleet-lattice"))
 
 
 def log(msg: str) -> None:

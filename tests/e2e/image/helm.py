@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Helm, built from its pinned Go module (gomod/helm) into the cache, for `helm lint` / `helm template`.
 
-    python tests/e2e/image/helm.py            # builds once (cold ≈ minutes), prints the binary's path
+    PYTHONPATH=tests/e2e/cluster python tests/e2e/image/helm.py   # builds once (cold ≈ minutes), prints its path
 
 No prebuilt binary is downloaded: the Go module proxy serves the source, `go build` makes the binary.
 The cache key covers go.mod, go.sum and the Go version, so a new pin gets a fresh build.
-Only stdlib, so CI can call it before the project is installed.
+Only stdlib and the launcher (tests/e2e/cluster/localcluster: the cache root, the Go version and build env; on
+PYTHONPATH outside pytest), so CI can call it before the project is installed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from localcluster import cache_root, go_env, go_version
+
 HERE = Path(__file__).resolve().parent
 GOMOD = HERE / "gomod" / "helm"
 HELM_VERSION = "v3.22.0"  # kept in step with gomod/helm/go.mod; build_helm() refuses a drift
@@ -28,23 +31,14 @@ class HelmBuildError(RuntimeError):
     pass
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FLEET_LATTICE_CACHE", Path.home() / ".cache" / "fleet-lattice"))
-
-
-def _go_version() -> str:
-    try:
-        out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise HelmBuildError("Go is needed to build helm (the pinned module gomod/helm); install Go first") from exc
-    return out.stdout.strip()
-
-
 def build_key() -> str:
+    go = go_version()
+    if go is None:
+        raise HelmBuildError("Go is needed to build helm (the pinned module gomod/helm); install Go first")
     h = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         h.update((GOMOD / name).read_bytes())
-    h.update(_go_version().encode())
+    h.update(go.encode())
     h.update(BUILD_FORMAT.encode())
     return f"helm-{HELM_VERSION}-{h.hexdigest()[:12]}"
 
@@ -78,7 +72,7 @@ def build_helm(force: bool = False) -> Path:
     # Build into a private name and rename, so a concurrent or interrupted build never leaves half a binary.
     partial = out.with_name(f"helm.partial-{os.getpid()}")
     # GOTOOLCHAIN=local: never fetch another Go toolchain; CGO off: a static binary with no compiler deps.
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": ""}
+    env = go_env()  # both set there
     cmd = ["go", "build", "-trimpath", "-mod=readonly", f"-ldflags=-s -w {_version_flags(env)}", "-o", str(partial),
            "helm.sh/helm/v3/cmd/helm"]
     start = time.monotonic()

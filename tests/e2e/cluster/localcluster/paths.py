@@ -1,0 +1,76 @@
+"""Where things live: the state dir of the running cluster and the cache dir of the built binaries and images,
+whose key (build_key) changes with any pin, Go source or image input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .hostenv import cache_root, go_version
+from .pins import GO_BUILD_FLAGS, GO_BUILDS, GOMOD, IMAGE_FORMAT_VERSION, KUBE_VERSION, NATS_SERVER_VERSION
+
+
+@dataclass(frozen=True)
+class Paths:
+    state: Path
+    cache: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        state = Path(os.environ.get("FLEET_LATTICE_STATE", "/var/lib/fleet-lattice-cluster"))
+        return cls(state=state.resolve(), cache=cache_root().resolve())
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.cache / "cluster-bin" / build_key()
+
+    @property
+    def images_dir(self) -> Path:
+        return self.bin_dir / "images"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.state / "pids"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def containerd_sock(self) -> Path:
+        return self.state / "containerd" / "containerd.sock"
+
+    def kubectl(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+
+def busybox_path() -> Path:
+    return Path("/bin/busybox")
+
+
+@cache
+def build_key() -> str:
+    """Key of the binary cache: changes when any pin, Go source or image input changes."""
+    h = hashlib.sha256()
+    for path in sorted(GOMOD.rglob("*")):
+        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
+            h.update(str(path.relative_to(GOMOD)).encode())
+            h.update(path.read_bytes())
+    h.update((go_version() or "no-go").encode())
+    h.update(repr((GO_BUILD_FLAGS, GO_BUILDS)).encode())
+    h.update(f"{NATS_SERVER_VERSION}/{IMAGE_FORMAT_VERSION}".encode())
+    busybox = busybox_path()
+    if busybox.exists():
+        h.update(hashlib.sha256(busybox.read_bytes()).digest())
+    return f"k8s-{KUBE_VERSION}-{h.hexdigest()[:12]}"
