@@ -19,7 +19,7 @@ from kubernetes import client, config
 from localcluster import async_wait_for, wait_for
 
 from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition, is_ready
-from fleetlattice import defaults
+from fleetlattice.api import defaults
 from fleetlattice.api.kinds import API_VERSION
 
 REPO = Path(__file__).resolve().parents[1]

@@ -45,7 +45,8 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.C
         try:
             binary = module.build_helm()
         except module.HelmBuildError as exc:
-            pytest.fail(f"helm is needed and could not be built ({exc}); run `python tests/e2e/image/helm.py`")
+            pytest.fail(f"helm is needed and could not be built ({exc}); "
+                        "run `PYTHONPATH=tests/e2e/cluster python tests/e2e/image/helm.py`")
     home = tmp_path_factory.mktemp("helm-home")
     # Helm keeps config and caches under XDG dirs: keep them out of the user's home.
     env = {**os.environ, "XDG_CACHE_HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home)}
