@@ -11,7 +11,8 @@ import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
 from localcluster import async_wait_for, wait_for
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import RetentionPolicy, StorageType
+from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType
+from nats.js.errors import NotFoundError
 
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities
@@ -247,3 +248,67 @@ def test_deleting_a_silo_leaf_removes_its_user(fleet: Hub, kubectl: Kubectl) -> 
     wait_for(lambda: '"gamma"' not in kubectl.json("get", "configmap", f"{fleet.name}-config", "-n",
                                                    fleet.namespace)["data"]["nats.conf"], 60, "gamma user removed")
     assert '"ct-fac"' in conf
+
+
+def _reason(kubectl: Kubectl, kind: str, name: str, namespace: str) -> str:
+    return condition(get(kubectl, kind, name, namespace), "Ready").get("reason", "")
+
+
+def test_the_same_silo_on_another_hub_is_refused(fleet: Hub, kubectl: Kubectl) -> None:
+    """Leaf children are named by silo alone: a second SiloLeaf of ct-fac, on any hub, must touch none of them."""
+    children = {kind: kubectl.json("get", kind, name, "-n", fleet.namespace)["metadata"]["resourceVersion"]
+                for kind, name in (("secret", "siloleaf-ct-fac-credentials"), ("deployment", "ct-fac-leaf"))}
+    leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "ct-fac-again"},
+            "spec": {"silo": "ct-fac", "hub": "another-hub"}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+    try:
+        wait_for(lambda: _reason(kubectl, "siloleaf", "ct-fac-again", fleet.namespace) == "DuplicateSilo", 60,
+                 "the second ct-fac refused as DuplicateSilo")
+        assert {kind: kubectl.json("get", kind, name, "-n", fleet.namespace)["metadata"]["resourceVersion"]
+                for kind, name in (("secret", "siloleaf-ct-fac-credentials"),
+                                   ("deployment", "ct-fac-leaf"))} == children
+        assert is_ready(kubectl, "siloleaf", "ct-fac", fleet.namespace)
+    finally:
+        kubectl("delete", "siloleaf", "ct-fac-again", "-n", fleet.namespace, "--ignore-not-found")
+
+
+async def test_a_second_fleetstream_of_one_stream_is_refused_and_its_delete_keeps_the_stream(
+        fleet: Hub, kubectl: Kubectl) -> None:
+    copy = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "FleetStream", "metadata": {"name": "events-copy"},
+            "spec": {"hub": fleet.name, "name": "FLEET_EVENTS", "subjects": ["fleet.events.>"], "maxAge": "1h",
+                     "deletionPolicy": "Delete"}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(copy))
+    wait_for(lambda: _reason(kubectl, "fleetstream", "events-copy", fleet.namespace) == "DuplicateStream", 60,
+             "the copy refused as DuplicateStream")
+    kubectl("delete", "fleetstream", "events-copy", "-n", fleet.namespace, "--wait=true", "--timeout=60s")
+    nc = await fleet.connect_operator()
+    try:
+        events = (await nc.jetstream().stream_info("FLEET_EVENTS")).config
+        assert events.max_age == 7 * 86400, "the copy changed the owner's stream"
+    finally:
+        await nc.close()
+    assert is_ready(kubectl, "fleetstream", "fleet-events", fleet.namespace)
+
+
+async def test_a_deleted_silo_takes_its_agent_consumer_with_it(fleet: Hub, kubectl: Kubectl) -> None:
+    leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "delta"},
+            "spec": {"silo": "delta", "hub": fleet.name, "leaf": {"mode": "External"}}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+    nc = await fleet.connect_operator()
+    try:
+        js = nc.jetstream()
+        # The durable an install for delta would have made.
+        await js.add_consumer("FLEET_INSTALL", ConsumerConfig(durable_name="agent-delta", ack_policy="explicit",
+                                                              filter_subject="fleet.install.delta.request"))
+        kubectl("delete", "siloleaf", "delta", "-n", fleet.namespace)
+
+        async def gone() -> bool:
+            try:
+                await js.consumer_info("FLEET_INSTALL", "agent-delta")
+            except NotFoundError:
+                return True
+            return False
+
+        await async_wait_for(gone, 60, "agent-delta deleted with its silo")
+    finally:
+        await nc.close()

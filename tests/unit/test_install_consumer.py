@@ -7,7 +7,8 @@ injectable failures, so each test can make the API refuse exactly what it needs 
 - a report whose write the API server refuses for good is terminated and counted, and the good
   reports of its batch and of other installs still apply;
 - out-of-range and oversized reports change nothing;
-- retry rounds of the consumer do not pile up subscriptions on the hub."""
+- retry rounds of the consumer do not pile up subscriptions on the hub;
+- an unreachable hub is one status write, not one per tick."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET, install_subject, request_id
+from fleetlattice.apply.install import InstallRequests
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.apply.install_store import InstallStore
+from fleetlattice.clients.hub_connections import HubNotReachable
 from fleetlattice.clients.metrics import BUS_MESSAGES
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.report_routing import index_entry
@@ -292,3 +295,20 @@ async def test_retry_rounds_do_not_pile_up_subscriptions(fleet: Fleet, consuming
     await eventually("four retry rounds", four_rounds, 40)
     assert max(consumers_seen) <= 1, f"heartbeat watchers piled up: {max(consumers_seen)} consumers on the bucket"
     assert await subscriptions() <= baseline + 2
+
+
+class UnreachableHubs:
+    async def get(self, hub: HubRef) -> Client:
+        raise HubNotReachable(f"hub {hub} is reconnecting")
+
+
+async def test_an_unreachable_hub_costs_one_status_write_not_one_per_tick() -> None:
+    """Ready used to flap between the phase and HubUnavailable on every tick (two writers of one field)."""
+    api = StatusApi()
+    api.add("a", "ct-fac")
+    installs = InstallRequests(api, UnreachableHubs(), InstallStore(api), SiloHeartbeats())  # type: ignore[arg-type]
+    for _tick in range(3):
+        await installs.tick(NAMESPACE, "a", HUB.name, "ct-fac", copy.deepcopy(api.objects["a"]))
+    ready = next(c for c in api.objects["a"]["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "HubUnavailable")
+    assert api.writes == 1

@@ -185,3 +185,11 @@ def test_the_walk_sees_a_breach(tmp_path: Path) -> None:
         "logic/ may import only ['api', 'logic', 'render']: fleetlattice.logic.bad imports fleetlattice.apply.hub "
         "(line 2)"
     ]
+
+
+def test_every_import_of_ours_names_a_module_that_exists() -> None:
+    """Deferred imports (inside functions) fail only when they run: catch a stale path here instead."""
+    modules = set(_modules())
+    missing = [f"{i.importer} imports {i.target} (line {i.line})" for i in _graph()
+               if _ours(i.target) and i.target not in modules]
+    assert missing == []

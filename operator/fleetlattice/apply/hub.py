@@ -63,14 +63,19 @@ async def silo_users(kube: Kube, hub: HubRef) -> tuple[SiloUser, ...]:
                for s in await kube.list("Secret", hub.namespace, labels=SILO_LABEL)}
     leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
     users: dict[str, SiloUser] = {}
+    claimed: set[str] = set()
     for leaf in leaves:
-        if leaf["metadata"].get("deletionTimestamp") or leaf.get("spec", {}).get("hub") != hub.name:
+        if leaf["metadata"].get("deletionTimestamp"):
             continue
         try:
             spec = SiloLeafSpec.model_validate(leaf["spec"])
         except ValueError:
             continue
-        if spec.silo in users:
+        # The oldest SiloLeaf of a silo in the namespace owns it, whichever hub it names.
+        if spec.silo in claimed:
+            continue
+        claimed.add(spec.silo)
+        if spec.hub != hub.name:
             continue
         cred = Credential.from_secret(secrets.get(SiloRef(spec.silo).credentials_secret, {}))
         if cred:

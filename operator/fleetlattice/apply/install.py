@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import nats.errors
+
 from fleetlattice.api.bus import install_subject
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
-from fleetlattice.apply.install_jetstream import ensure_consumers, jetstream, publish
+from fleetlattice.apply.install_jetstream import delete_agent_consumer, ensure_consumers, jetstream, publish
 from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.kube import Kube
@@ -74,15 +76,39 @@ class InstallRequests:
 
     async def tick(self, namespace: str, name: str, hub: str, silo: str, seen: dict[str, Any]) -> None:
         """Deadlines, retries and the AgentConnected condition; then publish whatever became due. `seen` is
-        kopf's copy of the object: the API is only read when it shows something to do."""
+        kopf's copy of the object: the API is only read when it shows something to do. The hub's reachability
+        is known before the one status write, so an outage is written once (see install_conditions)."""
         age = self.heartbeats.age(namespace, silo)
         fresh = age is not None and age < HEARTBEAT_FRESH_SECONDS
+        blocked: NotReady | None = None
+        try:
+            await jetstream(self.hubs, HubRef(hub, namespace))
+        except NotReady as exc:
+            blocked = exc
 
         async def deadline(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
             return check_deadline(status, spec, utcnow())
 
-        await self.store.update(namespace, name, deadline, lambda s: install_conditions(s, fresh, age), seen)
-        await self.advance(namespace, name, hub, seen)
+        await self.store.update(namespace, name, deadline, lambda s: install_conditions(s, fresh, age, blocked), seen)
+        if blocked is None:
+            await self.advance(namespace, name, hub, seen)
+
+    async def retire_silo(self, namespace: str, hub: str, silo: str) -> None:
+        """The silo's last SiloLeaf is gone: delete its agent's durable, so a fleet that churns silos does not
+        collect consumers on the hub. A hub that cannot be reached keeps it (and says so in the log)."""
+        try:
+            await delete_agent_consumer(await jetstream(self.hubs, HubRef(hub, namespace)), silo)
+        except (NotReady, nats.errors.Error) as exc:
+            log.warning("agent consumer of silo %s not deleted: %s", silo, exc)
+        self.heartbeats.forget(namespace, silo)
+
+    async def hold(self, namespace: str, name: str, reason: NotReady, seen: dict[str, Any] | None = None) -> None:
+        """Record why the install cannot move on, through the store like every other status change."""
+
+        async def unchanged(_status: SiloInstallStatus, _spec: SiloInstallSpec, _body: dict[str, Any]):
+            return None
+
+        await self.store.update(namespace, name, unchanged, lambda s: install_conditions(s, None, None, reason), seen)
 
     async def start_scrub(self, namespace: str, name: str, hub: str) -> SiloInstallStatus:
         """Phase Scrubbing and a scrub message, once; the caller waits for `scrubbedAt`."""

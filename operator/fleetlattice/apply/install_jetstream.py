@@ -3,6 +3,8 @@ publishes of requests and scrubs."""
 
 from __future__ import annotations
 
+import contextlib
+
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -57,6 +59,12 @@ async def ensure_consumers(js: JetStreamContext, silo: str | None = None) -> Non
             max_deliver=AGENT_MAX_DELIVER,
             max_ack_pending=1,
         ))
+
+
+async def delete_agent_consumer(js: JetStreamContext, silo: str) -> None:
+    """The silo is gone: its agent's durable goes too (durables are never deleted by the server)."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(INSTALL_STREAM, agent_durable(silo))
 
 
 async def publish(js: JetStreamContext, subject: str, message: BusMessage, msg_id: str) -> None:

@@ -67,14 +67,15 @@ class LeafState:
 
     async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
-        owns this silo on this hub (see logic.leaf_status.oldest_claimant)."""
+        owns this silo in this namespace (see logic.leaf_status.oldest_claimant)."""
         meta = body["metadata"]
         namespace = meta["namespace"]
+        if claimant != meta["name"]:
+            raise NotReady("DuplicateSilo",
+                           f"silo {spec.silo} already belongs to SiloLeaf {claimant} in namespace {namespace}")
         hub_body = await self.kube.get("FleetHub", namespace, spec.hub)
         if hub_body is None:
             raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
-        if claimant != meta["name"]:
-            raise NotReady("DuplicateSilo", f"silo {spec.silo} already belongs to SiloLeaf {claimant} on this hub")
         hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
         cred = await self._ensure_credential(body, spec, hub_spec, hub)

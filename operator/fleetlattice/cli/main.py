@@ -21,7 +21,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from fleetlattice.cli.main.run import run
+    from fleetlattice.cli.run import run
 
     run(namespaces=args.namespace, kubeconfig=args.kubeconfig, address_mode=args.hub_address,
         peering=args.peering, liveness=args.liveness, metrics_port=args.metrics_port, priority=args.priority)
@@ -29,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaf_export(args: argparse.Namespace) -> int:
-    from fleetlattice.cli.main.leaf_export import ExportError, export_bundle
+    from fleetlattice.cli.leaf_export import ExportError, export_bundle
 
     load_config(args.kubeconfig)
     try:
@@ -59,7 +59,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _human(args: argparse.Namespace, action: Callable[[Kube], Awaitable[Any]]) -> int:
-    from fleetlattice.cli.main.human import CliError
+    from fleetlattice.cli.human import CliError
 
     load_config(args.kubeconfig)
     try:
@@ -74,13 +74,13 @@ def _human(args: argparse.Namespace, action: Callable[[Kube], Awaitable[Any]]) -
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from fleetlattice.cli.main.human import status
+    from fleetlattice.cli.human import status
 
     return _human(args, lambda kube: status(kube, args.namespace))
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from fleetlattice.cli.main.human import install
+    from fleetlattice.cli.human import install
 
     params = dict(p.split("=", 1) for p in args.param)
     return _human(args, lambda kube: install(kube, args.namespace, args.silo, args.version, params, args.wait,

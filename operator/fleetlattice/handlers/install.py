@@ -11,7 +11,7 @@ from fleetlattice.api.base import duration_seconds
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import HUBS, INSTALLS, LEAVES, runtime, write_status
+from fleetlattice.handlers.common import HUBS, INSTALLS, LEAVES, runtime
 from fleetlattice.logic.conditions import NotReady
 from fleetlattice.logic.report_routing import index_entry
 from fleetlattice.logic.times import seconds_since
@@ -40,27 +40,22 @@ def _hub_of(namespace: str, silo: str, hub_by_silo: kopf.Index) -> str:
     return hubs[0]
 
 
-def _not_ready(patch: kopf.Patch, body: kopf.Body, exc: NotReady) -> None:
-    phase = (body.get("status") or {}).get("phase") or "Pending"
-    write_status(patch, body, {"phase": phase}, [exc.condition()])
-
-
 @kopf.on.resume(INSTALLS)
 @kopf.on.create(INSTALLS)
 @kopf.on.update(INSTALLS, field="spec")
-async def install_changed(body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo,
+async def install_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
                           hub_by_silo: kopf.Index, **_: Any) -> None:
     try:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
         async with reconciling("SiloInstall"):
             await runtime(memo).installs.advance(namespace, name, hub)
     except NotReady as exc:
-        _not_ready(patch, body, exc)
+        await runtime(memo).installs.hold(namespace, name, exc, dict(body))
         raise kopf.TemporaryError(str(exc), delay=5) from exc
 
 
 @kopf.timer(INSTALLS, interval=5.0, initial_delay=2.0)
-async def install_tick(body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo,
+async def install_tick(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
                        hub_by_silo: kopf.Index, **_: Any) -> None:
     if body["metadata"].get("deletionTimestamp"):
         return
@@ -68,7 +63,7 @@ async def install_tick(body: kopf.Body, patch: kopf.Patch, namespace: str, name:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
         await runtime(memo).installs.tick(namespace, name, hub, body["spec"]["silo"], dict(body))
     except NotReady as exc:
-        _not_ready(patch, body, exc)
+        await runtime(memo).installs.hold(namespace, name, exc, dict(body))
 
 
 @kopf.on.delete(INSTALLS, field="spec.scrubOnDelete", value=True)

@@ -7,24 +7,26 @@ import kopf
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.metrics import reconciling
 from fleetlattice.handlers.common import LEAVES, runtime, write_status
+from fleetlattice.logic.claims import oldest_claimant
 from fleetlattice.logic.conditions import NotReady
-from fleetlattice.logic.leaf_status import oldest_claimant
 
 
 @kopf.index(LEAVES)
 def leaf_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: object):
-    """Who claims each silo on each hub, kept from the watch: the duplicate-silo check then costs no
-    API call (listing every SiloLeaf for each of a thousand leaves was quadratic)."""
+    """Who claims each silo in each namespace, kept from the watch: the duplicate-silo check then costs no
+    API call (listing every SiloLeaf for each of a thousand leaves was quadratic). Per namespace, not per
+    hub: a silo's children (credential Secret, leaf Deployment) are named by silo alone, so the same silo on
+    two hubs would overwrite one another's."""
     if meta.get("deletionTimestamp"):
         return None
-    return {(namespace, spec.get("hub"), spec.get("silo")): (meta.get("creationTimestamp") or "", name)}
+    return {(namespace, spec.get("silo")): (meta.get("creationTimestamp") or "", name)}
 
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index, *,
                      retry: bool) -> None:
     leaves = runtime(memo).leaves
     spec = SiloLeafSpec.model_validate(dict(body["spec"]))
-    claims = leaf_claims.get((body["metadata"]["namespace"], spec.hub, spec.silo), ())
+    claims = leaf_claims.get((body["metadata"]["namespace"], spec.silo), ())
     try:
         async with reconciling("SiloLeaf"):
             secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]))
@@ -62,10 +64,14 @@ async def leaf_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: 
 
 
 @kopf.on.event(LEAVES)
-async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: object) -> None:
+async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Memo, leaf_claims: kopf.Index,
+                       **_: object) -> None:
     """Drop the silo's user from the hub, which disconnects its leaf; children go by garbage
     collection. No finalizer: if the operator misses this, the hub's resync drops the user anyway."""
     if type == "DELETED":
         rt = runtime(memo)
-        rt.leaves.forget(namespace, body["spec"]["silo"])
-        await rt.hubs.sync(namespace, body["spec"]["hub"])
+        silo, hub = body["spec"]["silo"], body["spec"]["hub"]
+        await rt.hubs.sync(namespace, hub)
+        if not leaf_claims.get((namespace, silo)):  # a duplicate SiloLeaf going leaves the owner's consumer
+            rt.leaves.forget(namespace, silo)
+            await rt.installs.retire_silo(namespace, hub, silo)

@@ -34,7 +34,7 @@ from fleetlattice.api.siloinstall import (
     SiloInstallSpec,
     SiloInstallStatus,
 )
-from fleetlattice.logic.conditions import Cond
+from fleetlattice.logic.conditions import Cond, NotReady
 
 ACTIVE_PHASES = frozenset({"Pending", "Requested", "InProgress"})
 BusOutcome = Literal["applied", "ignored-invalid", "unknown-request", "late"]
@@ -231,10 +231,16 @@ def scrub_request(status: SiloInstallStatus) -> ScrubRequest:
 HEARTBEAT_FRESH_SECONDS = 60.0
 
 
-def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heartbeat_age: float | None) -> list[Cond]:
+def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heartbeat_age: float | None,
+                       blocked: NotReady | None = None) -> list[Cond]:
+    """Every condition of a SiloInstall; InstallStore is their one writer. `blocked` says why an active
+    install cannot move on (hub unreachable, no SiloLeaf): Ready then names that reason, and says the same
+    on every tick, so a hub outage costs one status write, not one per tick."""
     conds: list[Cond] = []
     phase = status.phase
-    if phase == "Succeeded":
+    if blocked is not None and phase not in FINAL_PHASES:
+        conds.append(blocked.condition())
+    elif phase == "Succeeded":
         conds.append(Cond.true("Ready", "Succeeded", f"{status.result.version if status.result else ''} installed"))
     elif phase in FINAL_PHASES:
         error = status.last_error.error if status.last_error else ""

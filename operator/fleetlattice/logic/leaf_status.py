@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from fleetlattice.api.messages import SiloState
@@ -13,12 +12,6 @@ from fleetlattice.logic.times import now_iso, parse_time
 from fleetlattice.render.names import SiloRef
 
 HEARTBEAT_REFRESH_SECONDS = 30
-
-
-def oldest_claimant(claims: Iterable[tuple[str, str]], name: str) -> str:
-    """The SiloLeaf that owns a silo on a hub: the oldest of the live ones claiming it, given as
-    (creationTimestamp, name) pairs; `name` itself when the claims do not list it yet."""
-    return min(claims, default=("", name))[1]
 
 
 def leaf_connection(snapshots: list[ServerSnapshot], silo: str) -> dict[str, Any] | None:
