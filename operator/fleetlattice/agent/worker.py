@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # A failed scrub is retried by redelivery (bounded by the consumer's max_deliver), after this pause.
 SCRUB_RETRY_SECONDS = 30.0
+# How long a final report is retried before the agent moves on to the silo's next request.
+STORE_DEADLINE_SECONDS = 300.0
 # A scrub request has no deadline of its own; a scrub that hangs longer is given up and retried.
 SCRUB_TIMEOUT_SECONDS = 600.0
 
@@ -60,15 +63,31 @@ def _loop_deadline(deadline: datetime) -> float:
     return loop.time() + (aware - datetime.now(UTC)).total_seconds()
 
 
-async def _until_stored(what: str, publish: Callable[[], Awaitable[None]]) -> None:
+def _refused_for_good(error: nats.errors.Error) -> bool:
+    """The hub will never store this report (too large, refused by the stream): retrying cannot help. A
+    JetStream that is not there yet (503) can still come back."""
+    if isinstance(error, nats.errors.MaxPayloadError):
+        return True
+    transient = isinstance(error, nats.js.errors.ServiceUnavailableError) or getattr(error, "code", None) == 503
+    return isinstance(error, nats.js.errors.APIError) and not transient
+
+
+async def _until_stored(what: str, publish: Callable[[], Awaitable[None]],
+                        within: float = STORE_DEADLINE_SECONDS) -> bool:
     """Retry a final report until the hub has stored it: giving up would mean running the whole install
-    again after redelivery. The message stays in progress meanwhile."""
+    again after redelivery. The message stays in progress meanwhile. Bounded: False once the hub refuses
+    it for good or `within` seconds pass, so one unstorable report never wedges the silo's queue."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
     backoff = Backoff()
     while True:
         try:
             await publish()
-            return
+            return True
         except nats.errors.Error as error:
+            if _refused_for_good(error) or loop.time() + backoff.next > end:
+                log.error("could not store %s, giving up: %s", what, error)
+                return False
             log.warning("could not store %s, retrying: %s", what, error)
             await backoff.wait()
 
@@ -143,7 +162,9 @@ class Worker:
             # The work is done but its result is garbage (say, pods: "six"): the plan needs fixing.
             await self._failed(reporter, current, f"invalid result {result}: {error}", retryable=False)
             return
-        await _until_stored(f"{request.request_id} done", lambda: reporter.done(done))
+        if not await _until_stored(f"{request.request_id} done", lambda: reporter.done(done)):
+            await self._failed(reporter, current, "the done report could not be stored on the hub", retryable=False)
+            return
         await self.ledger.finish(request.request_id, "done", installed=request, result=done.model_dump(by_alias=True))
         log.info("%s: done", request.request_id)
 
