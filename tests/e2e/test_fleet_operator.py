@@ -11,7 +11,7 @@ import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
 from localcluster import async_wait_for, wait_for
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType
+from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
 
 from argocd import argocd_health
@@ -65,12 +65,15 @@ async def test_streams_have_the_spec_config_on_the_server(fleet: Hub) -> None:
         assert events.storage == StorageType.FILE
         install = (await js.stream_info("FLEET_INSTALL")).config
         assert install.retention == RetentionPolicy.WORK_QUEUE
+        # Bounded, and full means "refuse new", never "drop requests not yet performed".
+        assert (install.max_bytes, install.max_msg_size, install.discard) == (2**30, 64 * 1024, DiscardPolicy.NEW)
         mdsms = (await js.stream_info("FLEET_MDSMS")).config
         assert (mdsms.retention, mdsms.max_age) == (RetentionPolicy.INTEREST, 86400)
         lean = (await js.stream_info("FLEET_LEAN")).config
         assert lean.max_age == 30 * 86400
         state = (await js.stream_info("KV_FLEET_STATE")).config
         assert state.max_msgs_per_subject == 5
+        assert (state.max_bytes, state.max_msg_size) == (256 * 2**20, 16 * 1024)
         assert "fleet.state.>" in state.subjects
     finally:
         await nc.close()
