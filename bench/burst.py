@@ -9,8 +9,7 @@ import asyncio
 import time
 from typing import Any
 
-from fleetlattice.api.bus import INSTALL_STREAM
-from fleetlattice.apply.install_store import OPERATOR_DURABLE
+from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE
 
 from .harness import Env, async_wait_for, count_requests
 from .installs import silo_install, writes_per_install

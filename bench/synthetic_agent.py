@@ -19,7 +19,7 @@ from nats.js.client import JetStreamContext
 
 from fleetlattice.agent.consumer import bind, messages
 from fleetlattice.agent.reports import Reporter
-from fleetlattice.api.bus import inbox_prefix
+from fleetlattice.api.bus import inbox_prefix, install_subject
 from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
 from fleetlattice.render.names import SiloRef
 
@@ -120,7 +120,7 @@ class Fleet:
         """A core publish of one progress report for the held request (the burst's one publisher)."""
         assert agent.held is not None
         report = InstallProgress(request_id=agent.held.request_id, step=f"step-{index}", index=index, total=total)
-        await agent.nc.publish(f"fleet.install.{agent.silo}.progress", report.encode())
+        await agent.nc.publish(install_subject(agent.silo, "progress"), report.encode())
 
     async def close(self) -> None:
         for task in self._tasks:
