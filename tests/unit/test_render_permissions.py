@@ -52,11 +52,8 @@ def test_own_subjects_are_allowed(silo: str) -> None:
         assert allowed(silo, "subscribe", subject), subject
 
 
-@pytest.mark.parametrize("silo", SILOS)
-@pytest.mark.parametrize("other", SILOS)
+@pytest.mark.parametrize(("silo", "other"), [(s, o) for s in SILOS for o in SILOS if s != o])
 def test_other_silos_subjects_are_denied(silo: str, other: str) -> None:
-    if silo == other:
-        return
     for subject in (
         f"fleet.install.{other}.done",
         f"fleet.install.{other}.progress",
