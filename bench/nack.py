@@ -64,12 +64,13 @@ def stream_manifest(name: str, stream: str, subject: str, max_age: str) -> dict[
 
 @dataclass
 class NackController:
-    """jetstream-controller --control-loop, watching one namespace, with the hub's URL and credential."""
+    """jetstream-controller --control-loop, watching one namespace, with the hub's URL and the operator's NKey."""
 
     binary: Path
     kubeconfig: Path
     namespace: str
     nats_url: str
+    nkey_seed: str
     workdir: Path
     health_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -81,9 +82,13 @@ class NackController:
     def start(self) -> None:
         cache = self.workdir / "nack-cache"
         cache.mkdir(parents=True, exist_ok=True)
+        seed_file = self.workdir / "nack.nk"  # NACK reads the seed from a file (--nkey)
+        seed_file.write_text(self.nkey_seed)
+        seed_file.chmod(0o600)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(self.binary), "--control-loop", "--s", self.nats_url, "--namespace", self.namespace,
+            [str(self.binary), "--control-loop", "--s", self.nats_url, "--nkey", str(seed_file),
+             "--namespace", self.namespace,
              "--cache-dir", str(cache), f"--health-probe-bind-address=127.0.0.1:{self.health_port}"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             start_new_session=True,

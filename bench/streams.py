@@ -126,10 +126,8 @@ async def compare(env: Env, n: int) -> dict[str, dict[str, Any]]:
         hub = deploy_hub(env, namespace)
         env.kubectl("apply", "--server-side", "-f", str(nack.crds_path()))
         env.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/streams.jetstream.nats.io")
-        user, password = hub.operator_credential()
-        address = hub.url.removeprefix("nats://")
-        controller = nack.NackController(nack.build(env.paths.cache), env.kubeconfig, namespace,
-                                         f"nats://{user}:{password}@{address}", env.workdir)
+        controller = nack.NackController(nack.build(env.paths.cache), env.kubeconfig, namespace, hub.url,
+                                         hub.operator_seed(), env.workdir)
         controller.start()
         try:
             theirs = await measure(env, hub, namespace, nack_streams(), n)

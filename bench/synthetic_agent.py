@@ -21,6 +21,7 @@ from fleetlattice.agent.consumer import bind, messages
 from fleetlattice.agent.reports import Reporter
 from fleetlattice.api.bus import inbox_prefix, install_subject
 from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
+from fleetlattice.logic.credentials import SEED_KEY
 from fleetlattice.render.names import SiloRef
 
 from .harness import Env, async_wait_for
@@ -66,7 +67,7 @@ class Fleet:
         """Take the request and report nothing yet: the burst scenario reports for it."""
         agent.held = request
 
-    async def connect(self, silo: str, user: str, password: str) -> SiloAgent:
+    async def connect(self, silo: str, seed: str) -> SiloAgent:
         agent_ref: list[SiloAgent] = []
 
         async def disconnected() -> None:
@@ -77,7 +78,7 @@ class Fleet:
             """Quiet: a credential is refused until the hub has loaded it, and the caller retries."""
 
         # max_reconnect_attempts=-1 also retries the first connect until the hub accepts the credential.
-        nc = await nats.connect(self.url, user=user, password=password, name=f"bench-agent/{silo}",
+        nc = await nats.connect(self.url, nkeys_seed_str=seed, name=f"bench-agent/{silo}",
                                 inbox_prefix=inbox_prefix(silo).encode(), connect_timeout=10,
                                 max_reconnect_attempts=-1, reconnect_time_wait=1,
                                 disconnected_cb=disconnected, error_cb=refused)
@@ -86,9 +87,9 @@ class Fleet:
         self.agents[silo] = agent
         return agent
 
-    async def _connect_and_serve(self, silo: str, user: str, password: str) -> None:
+    async def _connect_and_serve(self, silo: str, seed: str) -> None:
         try:
-            await self._serve(await self.connect(silo, user, password))
+            await self._serve(await self.connect(silo, seed))
         except Exception:
             log.exception("synthetic agent of %s stopped", silo)  # the scenario then times out, saying which
             raise
@@ -105,8 +106,8 @@ class Fleet:
         loaded it, then serves; returns once every silo is connected."""
         waiting = set(silos)
         while waiting:
-            for silo, (user, password) in (await asyncio.to_thread(credentials, env, namespace, waiting)).items():
-                self._tasks.append(asyncio.create_task(self._connect_and_serve(silo, user, password)))
+            for silo, seed in (await asyncio.to_thread(seeds, env, namespace, waiting)).items():
+                self._tasks.append(asyncio.create_task(self._connect_and_serve(silo, seed)))
                 waiting.discard(silo)
             if waiting:
                 await asyncio.sleep(0.5)  # poll interval for credentials the operator has not issued yet
@@ -129,13 +130,12 @@ class Fleet:
         await asyncio.gather(*(agent.nc.close() for agent in self.agents.values()), return_exceptions=True)
 
 
-def credentials(env: Env, namespace: str, silos: set[str]) -> dict[str, tuple[str, str]]:
-    """(user, password) of those silos whose credential Secret the operator has written (one list call)."""
+def seeds(env: Env, namespace: str, silos: set[str]) -> dict[str, str]:
+    """The NKey seeds of those silos whose credential Secret the operator has written (one list call)."""
     by_secret = {SiloRef(silo).credentials_secret: silo for silo in silos}
     found = {}
     for secret in client.CoreV1Api(env.api).list_namespaced_secret(namespace).items:
         silo = by_secret.get(secret.metadata.name)
-        if silo and secret.data:
-            user, password = (base64.b64decode(secret.data[key]).decode() for key in ("user", "password"))
-            found[silo] = (user, password)
+        if silo and secret.data and SEED_KEY in secret.data:
+            found[silo] = base64.b64decode(secret.data[SEED_KEY]).decode()
     return found

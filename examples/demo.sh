@@ -85,9 +85,10 @@ Try next (KUBECONFIG=$KUBECONFIG, kubectl at $BIN/kubectl):
   .venv/bin/fleetlattice install ct-fac --version v623 -n $NS --kubeconfig \$KUBECONFIG --wait
   kubectl get pods -n eose-entry                             # what the agent installed
   curl -s localhost:19090/metrics | grep fleetlattice_       # the operator's metrics
-  # The seed's nats commands, as the ct-fac silo (credential in Secret siloleaf-ct-fac-credentials):
-  #   nats -s nats://<hub ClusterIP>:4222 --user ct-fac --password <pw> pub fleet.state.ct-fac '{"pods":6}'
-  #   nats -s ... --user ct-fac --password <pw> pub fleet.install.ct-fac.done '{"pods":6,"health":"ok"}'
+  # The seed's nats commands, as the ct-fac silo (its NKey seed is key "seed" of Secret siloleaf-ct-fac-credentials):
+  #   kubectl get secret siloleaf-ct-fac-credentials -n $NS -o jsonpath='{.data.seed}' | base64 -d > ct-fac.nk
+  #   nats -s nats://<hub ClusterIP>:4222 --nkey ct-fac.nk pub fleet.state.ct-fac '{"pods":6}'
+  #   nats -s ... --nkey ct-fac.nk pub fleet.install.ct-fac.done '{"pods":6,"health":"ok"}'
 Tear down: bash examples/demo.sh down
 MSG
 }

@@ -194,22 +194,18 @@ class Hub:
     def url(self) -> str:
         return service_url(self.kubectl, self.namespace, self.name)
 
-    def operator_credential(self) -> tuple[str, str]:
-        secret = f"{self.name}-auth"
-        return (secret_value(self.kubectl, self.namespace, secret, "operator-user"),
-                secret_value(self.kubectl, self.namespace, secret, "operator-password"))
+    def operator_seed(self) -> str:
+        return secret_value(self.kubectl, self.namespace, f"{self.name}-auth", "operator-seed")
 
-    def silo_credential(self, silo: str) -> tuple[str, str]:
-        secret = f"siloleaf-{silo}-credentials"
-        return (secret_value(self.kubectl, self.namespace, secret, "user"),
-                secret_value(self.kubectl, self.namespace, secret, "password"))
+    def silo_seed(self, silo: str) -> str:
+        return secret_value(self.kubectl, self.namespace, f"siloleaf-{silo}-credentials", "seed")
 
-    async def connect(self, user: str, password: str, **options: Any) -> NATS:
-        return await nats.connect(self.url, user=user, password=password, connect_timeout=5,
-                                  max_reconnect_attempts=2, **options)
+    async def connect(self, seed: str, **options: Any) -> NATS:
+        return await nats.connect(self.url, nkeys_seed_str=seed, connect_timeout=5, max_reconnect_attempts=2,
+                                  **options)
 
     async def connect_operator(self) -> NATS:
-        return await self.connect(*self.operator_credential())
+        return await self.connect(self.operator_seed())
 
     def pods(self) -> list[dict[str, Any]]:
         return self.kubectl.json("get", "pods", "-n", self.namespace, "-l",

@@ -3,6 +3,7 @@ leaves connect, permissions hold, reloads do not restart, drift is repaired, res
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,8 @@ from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageT
 from nats.js.errors import NotFoundError
 
 from argocd import argocd_health
-from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities
+from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value
+from fleetlattice.api.defaults import FIELD_MANAGER
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +120,7 @@ async def test_silo_credential_is_scoped_to_its_silo(fleet: Hub) -> None:
         errors.append(e)
 
     observer = await fleet.connect_operator()
-    silo = await fleet.connect(*fleet.silo_credential("ct-fac"), error_cb=on_error, inbox_prefix=b"_INBOX_ct-fac")
+    silo = await fleet.connect(fleet.silo_seed("ct-fac"), error_cb=on_error, inbox_prefix=b"_INBOX_ct-fac")
     try:
         # Messages of one publisher reach a connection in the order they were sent: once the allowed message
         # sent last is in, a forbidden one sent first would be in too. No receive window to guess.
@@ -244,12 +246,53 @@ async def test_operator_restart_changes_nothing(fleet: Hub, kubectl: Kubectl, op
         await nc.close()
 
 
+def _hub_conf(fleet: Hub) -> str:
+    return fleet.kubectl.json("get", "configmap", f"{fleet.name}-config", "-n", fleet.namespace)["data"]["nats.conf"]
+
+
 def test_deleting_a_silo_leaf_removes_its_user(fleet: Hub, kubectl: Kubectl) -> None:
+    gamma = secret_value(kubectl, fleet.namespace, "siloleaf-gamma-credentials", "nkey")
+    assert gamma in _hub_conf(fleet)
     kubectl("delete", "siloleaf", "gamma", "-n", fleet.namespace, "--ignore-not-found")
-    conf = kubectl.json("get", "configmap", f"{fleet.name}-config", "-n", fleet.namespace)["data"]["nats.conf"]
-    wait_for(lambda: '"gamma"' not in kubectl.json("get", "configmap", f"{fleet.name}-config", "-n",
-                                                   fleet.namespace)["data"]["nats.conf"], 60, "gamma user removed")
-    assert '"ct-fac"' in conf
+    wait_for(lambda: gamma not in _hub_conf(fleet), 60, "gamma's public key removed from the hub config")
+    assert secret_value(kubectl, fleet.namespace, "siloleaf-ct-fac-credentials", "nkey") in _hub_conf(fleet)
+
+
+async def test_a_password_credential_of_an_older_release_becomes_an_nkey(fleet: Hub, kubectl: Kubectl) -> None:
+    """The upgrade: what a release with bcrypt passwords left behind is replaced, with no manual step, by an
+    NKey the hub accepts, and the password keys are gone from the Secret."""
+    old = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+           "metadata": {"name": "siloleaf-legacy-credentials", "labels": {"fleet.lattice.dev/silo": "legacy"}},
+           "data": {k: base64.b64encode(v.encode()).decode() for k, v in
+                    {"user": "legacy", "password": "s3cret", "bcrypt": "$2b$11$abcdefghijklmnopqrstuv",
+                     "url": "nats://legacy:s3cret@hub:7422"}.items()}}
+    kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-n", fleet.namespace, "-f", "-",
+            input=json.dumps(old))
+    leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "legacy"},
+            "spec": {"silo": "legacy", "hub": fleet.name, "leaf": {"mode": "External"}}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+    try:
+        def migrated() -> set[str]:
+            keys = set(kubectl.json("get", "secret", "siloleaf-legacy-credentials", "-n", fleet.namespace)["data"])
+            return keys if keys == {"user", "nkey", "seed"} else set()
+
+        wait_for(migrated, 60, "the password Secret replaced by an NKey")
+        public = secret_value(kubectl, fleet.namespace, "siloleaf-legacy-credentials", "nkey")
+        wait_for(lambda: public in _hub_conf(fleet), 60, "the hub config holds legacy's public key")
+        seed = secret_value(kubectl, fleet.namespace, "siloleaf-legacy-credentials", "seed")
+
+        async def signs_in() -> bool:
+            nc = await fleet.connect(seed, inbox_prefix=b"_INBOX_legacy")
+            try:
+                await nc.publish("fleet.state.legacy", b'{"pods":1}')
+                await nc.flush(timeout=5)
+                return nc.is_connected
+            finally:
+                await nc.close()
+
+        await async_wait_for(signs_in, 60, "legacy signs in to the hub with its new seed")
+    finally:
+        kubectl("delete", "siloleaf", "legacy", "-n", fleet.namespace, "--ignore-not-found")
 
 
 def _reason(kubectl: Kubectl, kind: str, name: str, namespace: str) -> str:

@@ -166,7 +166,7 @@ async def test_seed_style_done_completes_the_active_install(bus: Hub, kubectl: K
     release = tmp_path / "release-seed"
     install(kubectl, bus.namespace, "ct-fac-seed", params={"waitFile": str(release)})
     wait_phase(kubectl, bus.namespace, "ct-fac-seed", "InProgress", agent=ct_fac_agent)
-    nc = await bus.connect(*bus.silo_credential("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    nc = await bus.connect(bus.silo_seed("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
     try:
         await nc.publish("fleet.install.ct-fac.done", b'{"pods":6,"health":"ok","gamma1":14.134}')
         await nc.flush()
@@ -191,7 +191,7 @@ async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubec
     async def on_error(e: Exception) -> None:
         errors.append(e)
 
-    nc = await bus.connect(*bus.silo_credential("msclo"), error_cb=on_error, inbox_prefix=b"_INBOX_msclo")
+    nc = await bus.connect(bus.silo_seed("msclo"), error_cb=on_error, inbox_prefix=b"_INBOX_msclo")
     try:
         await nc.publish("fleet.install.ct-fac.done", json.dumps({"requestId": rid, "pods": 1}).encode())
         await nc.publish("fleet.install.msclo.done", json.dumps({"requestId": rid, "pods": 1}).encode())
@@ -205,7 +205,7 @@ async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubec
     # The forged report on msclo's own subject reaches the operator and must be refused: the install
     # stays InProgress while a later genuine report from ct-fac still applies.
     before = obj["metadata"]["resourceVersion"]
-    nc = await bus.connect(*bus.silo_credential("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    nc = await bus.connect(bus.silo_seed("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
     try:
         await nc.publish("fleet.install.ct-fac.progress", json.dumps(
             {"requestId": rid, "step": "marker", "index": 2, "total": 3}).encode())

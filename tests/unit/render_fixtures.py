@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
+import nkeys
+from nats.aio.client import Client
+
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf
 from fleetlattice.render.layout import HUB_CONF_KEY, LEAF_CONF_KEY, ServerPaths
-from fleetlattice.render.leaf import REMOTE_URL_ENV, leaf_remote_url, render_leaf_conf
+from fleetlattice.render.leaf import SEED_ENV, render_leaf_conf
 from fleetlattice.render.names import HubRef
 from nats_processes import NatsProcess, eventually, free_port, running_server
 
-# bcrypt("pw", cost 4): a real hash, fixed so rendered output is stable; the runtime test logs in with "pw".
-PASSWORD = "pw"
-BCRYPT_PW = "$2b$04$Nw2h0P70lWsSFUmUlFaNsuIChb5xErcS.0NWsAAftrtJV0EvOCrK2"
 HUB = HubRef("eose-hub", "fleet-system")
 
 # golden(name, text): compare with tests/unit/golden/<name> (the `golden` fixture in conftest.py).
@@ -30,12 +33,18 @@ def hub_spec(replicas: int = 1, tls: bool = False, **fields: Any) -> FleetHubSpe
     return FleetHubSpec.model_validate({"replicas": replicas, "tls": tls_spec, **fields})
 
 
+def credential(user: str) -> Credential:
+    """A fixed NKey per user name, so rendered output is stable; the runtime tests sign in with its seed."""
+    seed = nkeys.encode_seed(hashlib.sha256(user.encode()).digest(), nkeys.PREFIX_BYTE_USER).decode()
+    return Credential.from_seed(user, seed)
+
+
 def hub_users(*silos: str, extra: dict[str, ExtraPermissions] | None = None) -> HubUsers:
     extra = extra or {}
     return HubUsers(
-        operator=("fleet-operator", BCRYPT_PW),
-        system=("sys", BCRYPT_PW),
-        silos=tuple(SiloUser(s, BCRYPT_PW, extra.get(s, ExtraPermissions())) for s in silos),
+        operator=("fleet-operator", credential("fleet-operator").public_key),
+        system=("sys", credential("sys").public_key),
+        silos=tuple(SiloUser(s, credential(s).public_key, extra.get(s, ExtraPermissions())) for s in silos),
     )
 
 
@@ -66,8 +75,9 @@ class LocalHub:
     def leafnode_url(self) -> str:
         return f"nats://127.0.0.1:{self.spec.ports.leafnodes}"
 
-    def url_as(self, user: str) -> str:
-        return f"nats://{user}:{PASSWORD}@127.0.0.1:{self.spec.ports.client}"
+    async def connect_as(self, user: str, **options: Any) -> Client:
+        """A client of the hub signed in as `user` (its fixed NKey)."""
+        return await nats.connect(self.client_url, nkeys_seed_str=credential(user).seed, **options)
 
     def rewrite(self, users: HubUsers) -> None:
         """Re-render the config with other users, as the apply layer does before the reloader's SIGHUP."""
@@ -96,11 +106,11 @@ async def running_hub(binary: Path, root: Path, users: HubUsers) -> AsyncIterato
         yield LocalHub(server, spec, conf, paths)
 
 
-def _write_leaf_conf(root: Path, silo: str, client_port: int, monitoring_port: int) -> Path:
+def _write_leaf_conf(root: Path, silo: str, hub: LocalHub, client_port: int, monitoring_port: int) -> Path:
     paths = temp_paths(root)
     Path(paths.config_dir).mkdir(parents=True)
     conf = Path(paths.config_file(LEAF_CONF_KEY))
-    conf.write_text(render_leaf_conf(silo, False, paths, client_port, monitoring_port))
+    conf.write_text(render_leaf_conf(silo, hub.leafnode_url, False, paths, client_port, monitoring_port))
     return conf
 
 
@@ -108,10 +118,10 @@ def _write_leaf_conf(root: Path, silo: str, client_port: int, monitoring_port: i
 async def running_leaf(
     binary: Path, root: Path, hub: LocalHub, silo: str = "ct-fac"
 ) -> AsyncIterator[tuple[NatsProcess, int]]:
-    """The silo's leaf from render_leaf_conf, dialing `hub` with the silo's URL; yields it and its client port."""
+    """The silo's leaf from render_leaf_conf, dialing `hub` with the silo's seed; yields it and its client port."""
     client_port, monitoring_port = free_port(), free_port()
-    conf = _write_leaf_conf(root, silo, client_port, monitoring_port)
-    env = {REMOTE_URL_ENV: leaf_remote_url(hub.leafnode_url, silo, PASSWORD)}
+    conf = _write_leaf_conf(root, silo, hub, client_port, monitoring_port)
+    env = {SEED_ENV: credential(silo).seed}
     async with running_server(binary, conf, monitoring_port, env=env) as leaf:
 
         async def connected() -> bool:

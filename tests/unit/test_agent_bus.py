@@ -237,7 +237,7 @@ async def bus(nats_server: Path, tmp_path: Path) -> AsyncIterator[Bus]:
         running_hub(nats_server, tmp_path / "hub", hub_users(SILO, "msclo")) as hub,
         running_leaf(nats_server, tmp_path / "leaf", hub, SILO) as (leaf, leaf_port),
     ):
-        nc = await nats.connect(hub.url_as("fleet-operator"))
+        nc = await hub.connect_as("fleet-operator")
         js = nc.jetstream()
         state = FleetStreamSpec.model_validate(
             {"hub": "eose-hub", "kind": "KeyValue", "name": STATE_BUCKET, "subjects": ["fleet.state.>"]}

@@ -9,7 +9,7 @@ import pytest
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf, restart_hash
 from nats_processes import check_config
-from render_fixtures import BCRYPT_PW, HUB, Golden, hub_spec, hub_users, temp_paths
+from render_fixtures import HUB, Golden, hub_spec, hub_users, temp_paths
 
 
 def test_single_server_golden(golden: Golden) -> None:
@@ -30,7 +30,7 @@ def test_silos_are_sorted_whatever_the_input_order() -> None:
 
 def test_duplicate_silo_users_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicated: ct-fac"):
-        HubUsers(("op", BCRYPT_PW), ("sys", BCRYPT_PW), (SiloUser("ct-fac", "a"), SiloUser("ct-fac", "b")))
+        HubUsers(("op", "UOP"), ("sys", "USYS"), (SiloUser("ct-fac", "UA"), SiloUser("ct-fac", "UB")))
 
 
 def test_sizes_are_rendered_in_bytes() -> None:
@@ -41,8 +41,8 @@ def test_sizes_are_rendered_in_bytes() -> None:
 
 def test_strings_are_quoted_so_they_cannot_escape_the_value() -> None:
     hostile = SiloUser("ct-fac", 'x" } evil: { "', ExtraPermissions())
-    conf = render_hub_conf(HUB, hub_spec(), HubUsers(("op", BCRYPT_PW), ("sys", BCRYPT_PW), (hostile,)))
-    assert 'password: "x\\" } evil: { \\""' in conf
+    conf = render_hub_conf(HUB, hub_spec(), HubUsers(("op", "UOP"), ("sys", "USYS"), (hostile,)))
+    assert 'nkey: "x\\" } evil: { \\""' in conf
 
 
 @pytest.mark.parametrize("replicas", [1, 3])

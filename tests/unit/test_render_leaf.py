@@ -10,18 +10,13 @@ import pytest
 import yaml
 
 from fleetlattice.api.siloleaf import ExtraPermissions, SiloLeafSpec
-from fleetlattice.render.leaf import (
-    REMOTE_URL_ENV,
-    leaf_remote_url,
-    render_leaf_bundle,
-    render_leaf_conf,
-    render_leaf_manifests,
-)
+from fleetlattice.render.leaf import SEED_ENV, render_leaf_bundle, render_leaf_conf, render_leaf_manifests
 from nats_processes import check_config
-from render_fixtures import Golden, temp_paths
+from render_fixtures import Golden, credential, temp_paths
 
 SPEC = SiloLeafSpec(silo="ct-fac", hub="eose-hub")
-REMOTE = "nats://ct-fac:s3cret@eose-hub-leafnodes.fleet-system.svc.cluster.local:7422"
+REMOTE = "nats://eose-hub-leafnodes.fleet-system.svc.cluster.local:7422"
+SEED = credential("ct-fac").seed
 
 
 def _dump(manifests: list[dict[str, Any]]) -> str:
@@ -30,48 +25,48 @@ def _dump(manifests: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_conf_golden(golden: Golden, hub_tls: bool) -> None:
-    golden(f"leaf-{'tls' if hub_tls else 'plain'}.conf", render_leaf_conf("ct-fac", hub_tls))
+    golden(f"leaf-{'tls' if hub_tls else 'plain'}.conf", render_leaf_conf("ct-fac", REMOTE, hub_tls))
 
 
 def test_conf_never_contains_the_credential() -> None:
-    conf = render_leaf_conf("ct-fac", hub_tls=False)
-    assert f"url: ${REMOTE_URL_ENV}\n" in conf
-    assert "nats://" not in conf.replace("# nats://", "")
+    conf = render_leaf_conf("ct-fac", REMOTE, hub_tls=False)
+    assert f"nkey: ${SEED_ENV}\n" in conf
+    assert f'url: "{REMOTE}"\n' in conf
 
 
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_nats_server_accepts_the_conf(nats_server: Path, tls_dir: Path, tmp_path: Path, hub_tls: bool) -> None:
     conf = tmp_path / "leaf.conf"
-    conf.write_text(render_leaf_conf("ct-fac", hub_tls, temp_paths(tmp_path, tls_dir)))
-    result = check_config(nats_server, conf, env={REMOTE_URL_ENV: REMOTE})
+    conf.write_text(render_leaf_conf("ct-fac", REMOTE, hub_tls, temp_paths(tmp_path, tls_dir)))
+    result = check_config(nats_server, conf, env={SEED_ENV: SEED})
     assert result.returncode == 0, result.stderr
 
 
-def test_nats_server_refuses_the_conf_without_the_url(
+def test_nats_server_refuses_the_conf_without_the_seed(
     nats_server: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The URL really comes from the environment: without it the server will not start."""
+    """The seed really comes from the environment: without it the server will not start."""
     conf = tmp_path / "leaf.conf"
-    monkeypatch.delenv(REMOTE_URL_ENV, raising=False)
-    conf.write_text(render_leaf_conf("ct-fac", False, temp_paths(tmp_path)))
+    monkeypatch.delenv(SEED_ENV, raising=False)
+    conf.write_text(render_leaf_conf("ct-fac", REMOTE, False, temp_paths(tmp_path)))
     result = check_config(nats_server, conf)
     assert result.returncode != 0
-    assert REMOTE_URL_ENV in result.stderr
+    assert SEED_ENV in result.stderr
 
 
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_manifests_golden(golden: Golden, hub_tls: bool) -> None:
-    golden(f"leaf-{'tls' if hub_tls else 'plain'}.yaml", _dump(render_leaf_manifests(SPEC, "ct-fac", hub_tls)))
+    golden(f"leaf-{'tls' if hub_tls else 'plain'}.yaml", _dump(render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls)))
 
 
-def test_deployment_takes_the_url_from_the_secret_and_rolls_on_conf_change() -> None:
-    plain = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", hub_tls=False)}
-    tls = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", hub_tls=True)}
+def test_deployment_takes_the_seed_from_the_secret_and_rolls_on_conf_change() -> None:
+    plain = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls=False)}
+    tls = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls=True)}
     container = plain["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [
         {
-            "name": REMOTE_URL_ENV,
-            "valueFrom": {"secretKeyRef": {"name": "siloleaf-ct-fac-credentials", "key": "url"}},
+            "name": SEED_ENV,
+            "valueFrom": {"secretKeyRef": {"name": "siloleaf-ct-fac-credentials", "key": "seed"}},
         }
     ]
     checksum = "fleet.lattice.dev/config-checksum"
@@ -80,35 +75,28 @@ def test_deployment_takes_the_url_from_the_secret_and_rolls_on_conf_change() -> 
     assert {m["metadata"]["namespace"] for m in plain.values()} == {"ct-fac"}
 
 
-def test_bundle_golden_and_secret_holds_only_url_and_ca(golden: Golden) -> None:
-    bundle = render_leaf_bundle(SPEC, "silo-system", REMOTE, hub_ca="-----BEGIN CERTIFICATE-----\n")
+def test_bundle_golden_and_secret_holds_only_seed_and_ca(golden: Golden) -> None:
+    bundle = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, hub_ca="-----BEGIN CERTIFICATE-----\n")
     golden("leaf-bundle.yaml", _dump(bundle))
     secret = bundle[0]
     assert secret["kind"] == "Secret"
     assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
-        "url": REMOTE,
+        "seed": SEED,
         "ca.crt": "-----BEGIN CERTIFICATE-----\n",
     }
     assert [m["kind"] for m in bundle[1:]] == ["ConfigMap", "Deployment", "Service"]
 
 
 def test_bundle_without_tls_has_no_ca() -> None:
-    secret = render_leaf_bundle(SPEC, "silo-system", REMOTE, hub_ca=None)[0]
-    assert set(secret["data"]) == {"url"}
-
-
-def test_remote_url_escapes_the_password() -> None:
-    url = leaf_remote_url("nats://hub:7422", "ct-fac", "p@ss:w/rd")
-    assert url == "nats://ct-fac:p%40ss%3Aw%2Frd@hub:7422"
-    with pytest.raises(ValueError, match="no scheme"):
-        leaf_remote_url("hub:7422", "ct-fac", "pw")
+    secret = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, hub_ca=None)[0]
+    assert set(secret["data"]) == {"seed"}
 
 
 def test_changed_permissions_roll_the_leaf() -> None:
     """A hub reload does not re-scope a connected leaf (see test_render_runtime), so the leaf must restart."""
 
     def annotations(spec: SiloLeafSpec) -> dict[str, str]:
-        (deployment,) = [m for m in render_leaf_manifests(spec, "ct-fac", False) if m["kind"] == "Deployment"]
+        (deployment,) = [m for m in render_leaf_manifests(spec, "ct-fac", REMOTE, False) if m["kind"] == "Deployment"]
         return deployment["spec"]["template"]["metadata"]["annotations"]
 
     wider = SPEC.model_copy(update={"permissions": ExtraPermissions(publish=["fleet.campfire.>"])})

@@ -30,7 +30,7 @@ from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, leaf_interest
-from render_fixtures import LocalHub, hub_users, running_hub, running_leaf
+from render_fixtures import LocalHub, credential, hub_users, running_hub, running_leaf
 
 SILO = "ct-fac"
 OTHER = "msclo"
@@ -50,7 +50,7 @@ class Lattice:
         return client
 
     async def hub_client(self, user: str = "fleet-operator", **options: Any) -> Client:
-        return await self._connect(self.hub.url_as(user), user, **options)
+        return await self._connect(self.hub.client_url, user, nkeys_seed_str=credential(user).seed, **options)
 
     async def silo_client(self) -> Client:
         """A client in the silo: connected to its leaf, with the silo's own inbox prefix."""

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.js.api import RetentionPolicy, StorageType
 from nats.js.client import JetStreamContext
@@ -121,7 +120,7 @@ def test_immutable_changes_name_what_nats_refuses() -> None:
 @pytest.fixture
 async def js(nats_server: Path, tmp_path: Path) -> AsyncIterator[JetStreamContext]:
     async with running_hub(nats_server, tmp_path, hub_users()) as hub:
-        nc = await nats.connect(hub.url_as("fleet-operator"))
+        nc = await hub.connect_as("fleet-operator")
         try:
             yield nc.jetstream()
         finally:

@@ -40,9 +40,9 @@ async def ensure_hub_auth(kube: Kube, hub: HubRef, owner: dict[str, Any]) -> tup
     system = Credential.from_secret(data, "system-")
     if operator and system:
         return operator, system
-    # bcrypt is slow by design: off the event loop, like the silos' credentials.
-    operator = operator or await asyncio.to_thread(Credential.generate, OPERATOR_USER)
-    system = system or await asyncio.to_thread(Credential.generate, SYSTEM_USER)
+    # A Secret of an older release holds passwords, no seeds: replaced here, and the users with it.
+    operator = operator or Credential.generate(OPERATOR_USER)
+    system = system or Credential.generate(SYSTEM_USER)
     await kube.apply({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -79,7 +79,7 @@ async def silo_users(kube: Kube, hub: HubRef) -> tuple[SiloUser, ...]:
             continue
         cred = Credential.from_secret(secrets.get(SiloRef(spec.silo).credentials_secret, {}))
         if cred:
-            users[spec.silo] = SiloUser(spec.silo, cred.bcrypt_hash, spec.permissions)
+            users[spec.silo] = SiloUser(spec.silo, cred.public_key, spec.permissions)
     return tuple(users[s] for s in sorted(users))
 
 
@@ -166,7 +166,7 @@ class HubState:
         hub = HubRef(meta["name"], meta["namespace"])
         async with self.config_lock(hub):
             operator, system = await ensure_hub_auth(self.kube, hub, body)
-            users = HubUsers(operator=(operator.user, operator.bcrypt_hash), system=(system.user, system.bcrypt_hash),
+            users = HubUsers(operator=(operator.user, operator.public_key), system=(system.user, system.public_key),
                              silos=await silo_users(self.kube, hub))
             text = render_hub_conf(hub, spec, users)
             rhash = restart_hash(hub, spec)
@@ -178,7 +178,7 @@ class HubState:
             for manifest in render_hub_manifests(hub, spec, text, rhash):
                 manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
                 await self.kube.apply(manifest)
-            self.rendered_silo_keys[hub] = frozenset(silo.bcrypt_hash for silo in users.silos)
+            self.rendered_silo_keys[hub] = frozenset(silo.nkey for silo in users.silos)
             if changed and current is not None:
                 await _nudge_servers(self.kube, hub, conf_hash(text))
         return {"configHash": conf_hash(text), "restartHash": rhash}

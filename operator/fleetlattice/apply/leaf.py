@@ -11,10 +11,10 @@ from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.hub import HubState
 from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import Cond, NotReady, owner_reference
-from fleetlattice.logic.credentials import Credential, b64
+from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.leaf_status import leaf_status
-from fleetlattice.render.leaf import leaf_remote_url, render_leaf_manifests
+from fleetlattice.render.leaf import render_leaf_manifests
 from fleetlattice.render.names import HubRef, SiloRef
 
 CREDENTIAL_CHECKSUM_ANNOTATION = "fleet.lattice.dev/credential-checksum"
@@ -38,10 +38,11 @@ class LeafState:
         self._credential_locks.pop((namespace, silo), None)
         self.heartbeats.forget(namespace, silo)
 
-    async def _ensure_credential(self, body: dict[str, Any], spec: SiloLeafSpec, hub_spec: FleetHubSpec,
-                                 hub: HubRef) -> Credential:
-        """Generate the silo's credential once. Deleting the Secret rotates it: a new one is made here,
-        the hub reloads the new hash and the leaf Deployment rolls (its pod template carries the hash)."""
+    async def _ensure_credential(self, body: dict[str, Any], spec: SiloLeafSpec) -> Credential:
+        """Generate the silo's NKey once. Deleting the Secret rotates it: a new one is made here, the hub
+        reloads the new public key and the leaf Deployment rolls (its pod template carries the key's hash).
+        A Secret of an older release (a password, no seed) is replaced the same way: that is the migration,
+        and server-side apply drops the keys this manager no longer writes."""
         silo = SiloRef(spec.silo)
         namespace = body["metadata"]["namespace"]
         async with self._credential_lock(namespace, spec.silo):
@@ -49,12 +50,9 @@ class LeafState:
             data = (secret or {}).get("data", {})
             cred = Credential.from_secret(data)
             if cred is None or cred.user != spec.silo:
-                # bcrypt is slow by design (~0.2s): in a thread, or a thousand new silos stall every handler.
-                cred = await asyncio.to_thread(Credential.generate, spec.silo)
-            url = leaf_remote_url(hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes),
-                                  cred.user, cred.password)
-            wanted = {**cred.secret_data(), "url": b64(url)}
-            if secret is None or any(data.get(k) != v for k, v in wanted.items()):
+                cred = Credential.generate(spec.silo)
+            wanted = cred.secret_data()
+            if secret is None or set(data) != set(wanted) or any(data.get(k) != v for k, v in wanted.items()):
                 await self.kube.apply({
                     "apiVersion": "v1",
                     "kind": "Secret",
@@ -78,18 +76,19 @@ class LeafState:
             raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
         hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
-        cred = await self._ensure_credential(body, spec, hub_spec, hub)
-        if self.hubs.lacks_user(hub, cred.bcrypt_hash) or meta.get("generation") != (body.get("status") or {}).get(
+        cred = await self._ensure_credential(body, spec)
+        if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)
         if spec.leaf.mode == "InCluster":
-            for manifest in render_leaf_manifests(spec, namespace, hub_tls=hub_spec.tls.enabled):
+            remote_url = hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
+            for manifest in render_leaf_manifests(spec, namespace, remote_url, hub_tls=hub_spec.tls.enabled):
                 manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
                 if manifest["kind"] == "Deployment":
                     # A rotated credential must roll the leaf: its env var is only read at start.
                     annotations = manifest["spec"]["template"]["metadata"].setdefault("annotations", {})
                     annotations[CREDENTIAL_CHECKSUM_ANNOTATION] = hashlib.sha256(
-                        cred.bcrypt_hash.encode()).hexdigest()[:16]
+                        cred.public_key.encode()).hexdigest()[:16]
                 await self.kube.apply(manifest)
         return SiloRef(spec.silo).credentials_secret
 

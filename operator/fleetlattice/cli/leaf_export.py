@@ -10,8 +10,9 @@ import yaml
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.kube import Kube
+from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.leaf import render_leaf_bundle
-from fleetlattice.render.names import SiloRef
+from fleetlattice.render.names import HubRef, SiloRef
 
 
 class ExportError(Exception):
@@ -28,9 +29,10 @@ async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace:
         raise ExportError(f"FleetHub {namespace}/{spec.hub} of silo {spec.silo} not found")
     hub_spec = FleetHubSpec.model_validate(hub.get("spec") or {})
     secret = await kube.get("Secret", namespace, SiloRef(spec.silo).credentials_secret)
-    if not secret or "url" not in secret.get("data", {}):
-        raise ExportError(f"the credential of silo {spec.silo} is not generated yet; is the operator running?")
-    url = base64.b64decode(secret["data"]["url"]).decode()
+    cred = Credential.from_secret((secret or {}).get("data", {}))
+    if cred is None:
+        raise ExportError(f"the NKey of silo {spec.silo} is not generated yet; is the operator running?")
+    url = HubRef(spec.hub, namespace).leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
     if not hub_spec.leafnodes.advertise:
         print(f"warning: FleetHub {spec.hub} sets no spec.leafnodes.advertise, so the bundle dials the in-cluster "
               "leafnode Service, which another cluster cannot reach", file=sys.stderr)
@@ -38,5 +40,5 @@ async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace:
     if hub_spec.tls.enabled and hub_spec.tls.secret_name:
         tls = await kube.get("Secret", namespace, hub_spec.tls.secret_name) or {}
         hub_ca = base64.b64decode(tls.get("data", {}).get("ca.crt", "")).decode() or None
-    manifests = render_leaf_bundle(spec, target_namespace, url, hub_ca)
+    manifests = render_leaf_bundle(spec, target_namespace, url, cred.seed, hub_ca)
     return yaml.safe_dump_all(manifests, sort_keys=False)

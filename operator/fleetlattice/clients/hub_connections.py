@@ -112,8 +112,7 @@ class HubConnections:
             # nats-py retries an initial connect as often as a reconnect (forever here): bound it.
             nc = await asyncio.wait_for(nats.connect(
                 servers=[url],
-                user=cred.user,
-                password=cred.password,
+                nkeys_seed_str=cred.seed,
                 name=f"fleet-lattice-operator/{hub.namespace}/{hub.name}",
                 connect_timeout=3,
                 max_reconnect_attempts=-1,

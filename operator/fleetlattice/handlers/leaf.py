@@ -71,7 +71,8 @@ async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Me
     if type == "DELETED":
         rt = runtime(memo)
         silo, hub = body["spec"]["silo"], body["spec"]["hub"]
-        await rt.hubs.sync(namespace, hub)
         if not leaf_claims.get((namespace, silo)):  # a duplicate SiloLeaf going leaves the owner's consumer
             rt.leaves.forget(namespace, silo)
+            # Before the render: one JetStream call that must not queue behind (or fail with) hub renders.
             await rt.installs.retire_silo(namespace, hub, silo)
+        await rt.hubs.sync(namespace, hub)

@@ -3,7 +3,7 @@
 Which settings a SIGHUP reload applies (nats-server 2.15; docs.nats.io/reference/config, each checked
 by reloading a running 2.15.1 server):
 
-- reloaded: accounts, users, passwords and permissions (so adding, removing or re-scoping a silo is a
+- reloaded: accounts, users (NKeys) and permissions (so adding, removing or re-scoping a silo is a
   reload), max_payload, max_connections, pid_file, client `tls` (also turning it on), cluster routes,
   leafnode remotes. (A connected leaf keeps the permissions it had when it connected; the leaf
   manifests roll the leaf when its silo's permissions change.)
@@ -40,10 +40,11 @@ SILO_CONNECTION_TYPES = ("LEAFNODE", "STANDARD")
 
 
 class ConfUser(NamedTuple):
-    """A user without permissions of its own (full access within its account)."""
+    """A user without permissions of its own (full access within its account). `name` is only a comment in
+    the config: the server knows the user by its public NKey."""
 
     name: str
-    bcrypt_hash: str
+    nkey: str
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class SiloUser:
     """A silo's hub user: the silo name is the user name."""
 
     silo: str
-    bcrypt_hash: str
+    nkey: str  # public key: the config holds no secret and no hash of one
     extra: ExtraPermissions = field(default_factory=ExtraPermissions)
 
     @property
@@ -69,7 +70,7 @@ class SiloUser:
 
 @dataclass(frozen=True)
 class HubUsers:
-    """Every user of a hub. Hashes are inputs (kept in Secrets by the apply layer), so rendering is
+    """Every user of a hub. Public keys are inputs (kept in Secrets by the apply layer), so rendering is
     deterministic; silos are kept sorted so the config, and its hash, do not depend on list order."""
 
     operator: ConfUser  # the operator's own user (e.g. fleet-operator): full access to account FLEET
@@ -81,7 +82,7 @@ class HubUsers:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"silo users must be unique, duplicated: {', '.join(duplicates)}")
-        # Plain (name, hash) pairs are accepted too.
+        # Plain (name, public key) pairs are accepted too.
         object.__setattr__(self, "operator", ConfUser(*self.operator))
         object.__setattr__(self, "system", ConfUser(*self.system))
         object.__setattr__(self, "silos", tuple(sorted(self.silos, key=lambda s: s.silo)))

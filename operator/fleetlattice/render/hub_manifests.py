@@ -1,7 +1,7 @@
 """Kubernetes objects of a hub: ConfigMap, Services, StatefulSet and PodDisruptionBudget.
 
 Owner references are not rendered; the apply layer adds them. The auth Secret is not rendered
-either: it holds generated passwords and is created once by the apply layer."""
+either: it holds generated NKey seeds and is created once by the apply layer."""
 
 from __future__ import annotations
 

@@ -1,44 +1,45 @@
 """A silo's leaf nats-server: its leaf.conf, the in-cluster workload, and the bundle for a leaf that
 runs in another cluster. The leaf dials the hub as the silo's user, so the hub enforces the silo's
-permissions on everything that crosses; the credential reaches the leaf only through a Secret."""
+permissions on everything that crosses; the silo's NKey seed reaches the leaf only through a Secret."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from urllib.parse import quote
 
 from fleetlattice.api import defaults
 from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.logic.credentials import SEED_KEY
 from fleetlattice.render import k8s
 from fleetlattice.render.layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
 from fleetlattice.render.names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
 from fleetlattice.render.permissions import silo_permissions
 from fleetlattice.render.templating import render_template
 
-REMOTE_URL_ENV = "FLEET_LEAF_REMOTE_URL"
-# Key of the credentials Secret holding the remote URL (with the silo's user and password in it).
-REMOTE_URL_KEY = "url"
+SEED_ENV = "FLEET_LEAF_NKEY_SEED"
 _PATHS = CONTAINER_PATHS
 _CLIENT, _MONITOR = "nats", "monitor"
 
 
 def render_leaf_conf(
     silo: str,
+    remote_url: str,
     hub_tls: bool,
     paths: ServerPaths = CONTAINER_PATHS,
     client_port: int = defaults.CLIENT_PORT,
     monitoring_port: int = defaults.MONITOR_PORT,
 ) -> str:
-    """leaf.conf of `silo`'s leaf; with `hub_tls` the remote verifies the hub against the mounted CA."""
+    """leaf.conf of `silo`'s leaf, dialing the hub's leafnode `remote_url` (no credential in it: the seed
+    comes from the environment); with `hub_tls` the remote verifies the hub against the mounted CA."""
     return render_template(
         "leaf.conf.j2",
         silo=silo,
         server_name=SiloRef(silo).leaf,
         client_port=client_port,
         monitoring_port=monitoring_port,
-        url_env=REMOTE_URL_ENV,
+        remote_url=remote_url,
+        seed_env=SEED_ENV,
         tls=hub_tls,
         paths=paths,
     )
@@ -74,7 +75,7 @@ def _deployment(silo: SiloRef, namespace: str, spec: SiloLeafSpec, conf_text: st
         "name": "nats",
         "image": spec.leaf.image,
         "command": ["nats-server", "--config", _PATHS.config_file(LEAF_CONF_KEY)],
-        "env": [k8s.env_from_secret(REMOTE_URL_ENV, silo.credentials_secret, REMOTE_URL_KEY)],
+        "env": [k8s.env_from_secret(SEED_ENV, silo.credentials_secret, SEED_KEY)],
         "ports": [
             k8s.container_port(_CLIENT, defaults.CLIENT_PORT),
             k8s.container_port(_MONITOR, defaults.MONITOR_PORT),
@@ -104,11 +105,11 @@ def _deployment(silo: SiloRef, namespace: str, spec: SiloLeafSpec, conf_text: st
     }
 
 
-def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, hub_tls: bool) -> list[k8s.Manifest]:
+def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, remote_url: str, hub_tls: bool) -> list[k8s.Manifest]:
     """ConfigMap, Deployment and Service of the silo's leaf in `namespace`. The credentials Secret
-    (keys `url`, and `ca.crt` when the hub serves TLS) must exist in that namespace too."""
+    (key `seed`, and `ca.crt` when the hub serves TLS) must exist in that namespace too."""
     silo = SiloRef(spec.silo)
-    conf_text = render_leaf_conf(spec.silo, hub_tls)
+    conf_text = render_leaf_conf(spec.silo, remote_url, hub_tls)
     ports = [k8s.service_port(_CLIENT, defaults.CLIENT_PORT)]
     return [
         k8s.config_map(silo.leaf_config_map, namespace, silo.labels, {LEAF_CONF_KEY: conf_text}),
@@ -117,11 +118,12 @@ def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, hub_tls: bool) -> 
     ]
 
 
-def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, hub_ca: str | None) -> list[k8s.Manifest]:
+def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, seed: str,
+                       hub_ca: str | None) -> list[k8s.Manifest]:
     """Everything an External leaf needs, for `kubectl apply` in the silo's own cluster: the credentials
-    Secret (only the remote URL, plus the hub's CA when the hub serves TLS), then the leaf's objects."""
+    Secret (only the seed, plus the hub's CA when the hub serves TLS), then the leaf's objects."""
     silo = SiloRef(spec.silo)
-    data = {REMOTE_URL_KEY: remote_url}
+    data = {SEED_KEY: seed}
     if hub_ca is not None:
         data[TLS_CA_KEY] = hub_ca
     secret = {
@@ -131,13 +133,4 @@ def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, hub_
         "type": "Opaque",
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
-    return [secret, *render_leaf_manifests(spec, namespace, hub_tls=hub_ca is not None)]
-
-
-def leaf_remote_url(leafnode_url: str, silo: str, password: str) -> str:
-    """The value of the credentials Secret's `url` key: the hub's leafnode URL with the silo's user and
-    password as userinfo (percent-encoded; nats-server decodes it)."""
-    scheme, sep, hostport = leafnode_url.partition("://")
-    if not sep:
-        raise ValueError(f"leafnode URL {leafnode_url!r} has no scheme")
-    return f"{scheme}://{quote(silo, safe='')}:{quote(password, safe='')}@{hostport}"
+    return [secret, *render_leaf_manifests(spec, namespace, remote_url, hub_tls=hub_ca is not None)]

@@ -74,7 +74,7 @@ class HubRef:
 
     @property
     def auth_secret(self) -> str:
-        """Holds the operator and system users' passwords; created by the apply layer."""
+        """Holds the operator and system users' NKey seeds; created by the apply layer."""
         return f"{self.name}-auth"
 
     @property
@@ -114,7 +114,7 @@ class SiloRef:
 
     @property
     def credentials_secret(self) -> str:
-        """Holds the silo's password, its bcrypt hash and the leaf's remote URL (key `url`)."""
+        """Holds the silo's NKey: `user`, `nkey` (public key), `seed` (what the leaf and tools sign with)."""
         return f"siloleaf-{self.silo}-credentials"
 
     @property

@@ -13,7 +13,7 @@ import jinja2
 
 def nats_str(value: str) -> str:
     """A JSON string literal, which the nats-server config parser reads verbatim (a quoted `$` is
-    not a variable reference, so bcrypt hashes and `$JS...` subjects stay intact)."""
+    not a variable reference, so `$JS...` subjects stay intact)."""
     if not isinstance(value, str):
         raise TypeError(f"nats_str expects a string, got {type(value).__name__}")
     return json.dumps(value)
