@@ -67,8 +67,10 @@ up() {
   kubectl wait -n "$NS" --for=jsonpath='{.status.connected}'=true --timeout=300s siloleaf/ct-fac
   say "ct-fac's agent (the only thing in the silo; nobody runs a command there)"
   leaf=$(kubectl get svc -n "$NS" ct-fac-leaf -o jsonpath='{.spec.clusterIP}')
+  # The leaf admits only the silo's local NKey (in a pod: env FLEET_NKEY_SEED from Secret siloleaf-ct-fac-local).
+  (umask 077; kubectl get secret -n "$NS" siloleaf-ct-fac-local -o jsonpath='{.data.seed}' | base64 -d >"$STATE/ct-fac-local.nk")
   background agent-ct-fac .venv/bin/fleetlattice agent --silo ct-fac --nats "nats://$leaf:4222" \
-    --plan builtin --manifests examples/agent/ct-fac --kubeconfig "$KUBECONFIG" --state-dir "$STATE/agent-ct-fac"
+    --nkey "$STATE/ct-fac-local.nk" --plan builtin --manifests examples/agent/ct-fac --kubeconfig "$KUBECONFIG" --state-dir "$STATE/agent-ct-fac"
   say "Install v622 on ct-fac"
   kubectl apply -n "$NS" -f examples/siloinstall-ct-fac-v622.yaml
   timeout 300 "$BIN/kubectl" --kubeconfig "$KUBECONFIG" get siloinstalls -n "$NS" -w &

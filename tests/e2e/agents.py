@@ -10,6 +10,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetlattice.api.defaults import LOCAL_SEED_ENV
+
 # An install script for the `command` plan whose behaviour each SiloInstall picks through spec.params:
 # failAt=<step> fails there (exit 3 with retryable=false), waitFile=<path> holds the apply step until the
 # test creates that file, pods=<n> is reported in the result.
@@ -34,20 +36,23 @@ INSTALL_SCRIPT = textwrap.dedent('''\
 class AgentProcess:
     silo: str
     nats_url: str
+    nkey_seed: str  # the leaf's local NKey (Secret siloleaf-<silo>-local), handed over as a pod's env would
     workdir: Path
     plan_args: list[str]
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def command_plan(cls, silo: str, nats_url: str, workdir: Path) -> AgentProcess:
+    def command_plan(cls, silo: str, nats_url: str, nkey_seed: str, workdir: Path) -> AgentProcess:
         script = workdir / "install.py"
         script.write_text(INSTALL_SCRIPT)
-        return cls(silo, nats_url, workdir, ["--plan", "command", "--command", f"{sys.executable} {script}"])
+        return cls(silo, nats_url, nkey_seed, workdir,
+                   ["--plan", "command", "--command", f"{sys.executable} {script}"])
 
     @classmethod
-    def builtin_plan(cls, silo: str, nats_url: str, workdir: Path, manifests: Path, kubeconfig: Path) -> AgentProcess:
-        return cls(silo, nats_url, workdir, ["--plan", "builtin", "--manifests", str(manifests),
-                                             "--kubeconfig", str(kubeconfig)])
+    def builtin_plan(cls, silo: str, nats_url: str, nkey_seed: str, workdir: Path, manifests: Path,
+                     kubeconfig: Path) -> AgentProcess:
+        return cls(silo, nats_url, nkey_seed, workdir, ["--plan", "builtin", "--manifests", str(manifests),
+                                                        "--kubeconfig", str(kubeconfig)])
 
     @property
     def log_path(self) -> Path:
@@ -58,7 +63,8 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleetlattice.cli", "agent", "--silo", self.silo, "--nats", self.nats_url,
              "--heartbeat", "2", "--state-dir", str(self.workdir / "state"), *self.plan_args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", LOCAL_SEED_ENV: self.nkey_seed},
             start_new_session=True,
         )
 

@@ -200,6 +200,10 @@ class Hub:
     def silo_seed(self, silo: str) -> str:
         return secret_value(self.kubectl, self.namespace, f"siloleaf-{silo}-credentials", "seed")
 
+    def local_seed(self, silo: str) -> str:
+        """What the silo's own clients sign in to its leaf with."""
+        return secret_value(self.kubectl, self.namespace, f"siloleaf-{silo}-local", "seed")
+
     async def connect(self, seed: str, **options: Any) -> NATS:
         return await nats.connect(self.url, nkeys_seed_str=seed, connect_timeout=5, max_reconnect_attempts=2,
                                   **options)

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import nats
+import nats.errors
 import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
 from localcluster import async_wait_for, wait_for
@@ -15,7 +17,7 @@ from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageT
 from nats.js.errors import NotFoundError
 
 from argocd import argocd_health
-from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value
+from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value, service_url
 from fleetlattice.api.defaults import FIELD_MANAGER
 
 pytestmark = pytest.mark.e2e
@@ -106,6 +108,24 @@ def test_in_cluster_leaf_connects(fleet: Hub, kubectl: Kubectl) -> None:
     assert forge["status"]["connected"] is False  # External: waits for the bundle to be applied elsewhere
     assert wait_for(lambda: get(kubectl, "fleethub", fleet.name, fleet.namespace)["status"]["leafConnections"] >= 2,
                     120, "hub reports both in-cluster leaves")
+
+
+async def test_in_cluster_leaf_admits_only_the_silos_local_nkey(fleet: Hub, kubectl: Kubectl) -> None:
+    """A pod that merely reaches ct-fac-leaf:4222 must not speak for ct-fac; the local Secret's seed may."""
+    url = service_url(kubectl, fleet.namespace, "ct-fac-leaf")
+    for seed in (None, fleet.silo_seed("ct-fac"), fleet.local_seed("msclo")):
+        options = {"nkeys_seed_str": seed} if seed else {}
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(url, allow_reconnect=False, connect_timeout=5, **options)
+    nc = await nats.connect(url, nkeys_seed_str=fleet.local_seed("ct-fac"), connect_timeout=5,
+                            inbox_prefix=b"_INBOX_ct-fac")
+    try:
+        await nc.flush(timeout=5)
+        assert nc.is_connected
+    finally:
+        await nc.close()
+    policy = kubectl.json("get", "networkpolicy", "ct-fac-leaf", "-n", fleet.namespace)
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
 
 
 async def _next_subject(sub: Any) -> str:

@@ -44,7 +44,7 @@ def bus(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
 def ct_fac_agent(bus: Hub, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """ct-fac's agent with the command plan; nothing is run by hand in the silo."""
     agent = AgentProcess.command_plan("ct-fac", service_url(kubectl, bus.namespace, "ct-fac-leaf"),
-                                      tmp_path_factory.mktemp("agent-ct-fac"))
+                                      bus.local_seed("ct-fac"), tmp_path_factory.mktemp("agent-ct-fac"))
     agent.start()
     yield agent
     agent.stop()
@@ -237,8 +237,9 @@ def test_delete_scrubs_then_goes(bus: Hub, kubectl: Kubectl, ct_fac_agent: Agent
 
 def test_builtin_plan_applies_manifests_and_reports_pods(bus: Hub, kubectl: Kubectl, kubeconfig: Path,
                                                          tmp_path: Path) -> None:
-    agent = AgentProcess.builtin_plan("msclo", service_url(kubectl, bus.namespace, "msclo-leaf"), tmp_path,
-                                      REPO / "examples" / "agent" / "ct-fac", kubeconfig)
+    agent = AgentProcess.builtin_plan("msclo", service_url(kubectl, bus.namespace, "msclo-leaf"),
+                                      bus.local_seed("msclo"), tmp_path, REPO / "examples" / "agent" / "ct-fac",
+                                      kubeconfig)
     agent.start()
     target = f"{bus.namespace}-entry"
     try:

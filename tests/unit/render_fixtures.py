@@ -19,7 +19,7 @@ from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf
 from fleetlattice.render.layout import HUB_CONF_KEY, LEAF_CONF_KEY, ServerPaths
 from fleetlattice.render.leaf import SEED_ENV, render_leaf_conf
-from fleetlattice.render.names import HubRef
+from fleetlattice.render.names import HubRef, SiloRef
 from nats_processes import NatsProcess, eventually, free_port, running_server
 
 HUB = HubRef("eose-hub", "fleet-system")
@@ -37,6 +37,11 @@ def credential(user: str) -> Credential:
     """A fixed NKey per user name, so rendered output is stable; the runtime tests sign in with its seed."""
     seed = nkeys.encode_seed(hashlib.sha256(user.encode()).digest(), nkeys.PREFIX_BYTE_USER).decode()
     return Credential.from_seed(user, seed)
+
+
+def local_credential(silo: str) -> Credential:
+    """The NKey the silo's own clients sign in to its leaf with."""
+    return credential(SiloRef(silo).local_user)
 
 
 def hub_users(*silos: str, extra: dict[str, ExtraPermissions] | None = None) -> HubUsers:
@@ -110,7 +115,8 @@ def _write_leaf_conf(root: Path, silo: str, hub: LocalHub, client_port: int, mon
     paths = temp_paths(root)
     Path(paths.config_dir).mkdir(parents=True)
     conf = Path(paths.config_file(LEAF_CONF_KEY))
-    conf.write_text(render_leaf_conf(silo, hub.leafnode_url, False, paths, client_port, monitoring_port))
+    local_nkey = local_credential(silo).public_key
+    conf.write_text(render_leaf_conf(silo, hub.leafnode_url, local_nkey, False, paths, client_port, monitoring_port))
     return conf
 
 

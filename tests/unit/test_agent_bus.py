@@ -30,11 +30,12 @@ from nats.js.client import JetStreamContext
 
 from fleetlattice.agent.ledger import Ledger
 from fleetlattice.api.bus import INSTALL_STREAM, STATE_BUCKET, agent_durable
+from fleetlattice.api.defaults import LOCAL_SEED_ENV
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.messages import InstallRequest, ScrubRequest, SiloState
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, free_port, leaf_interest
-from render_fixtures import hub_users, running_hub, running_leaf
+from render_fixtures import hub_users, local_credential, running_hub, running_leaf
 
 SILO = "ct-fac"
 OBSERVER = "observer"
@@ -148,7 +149,7 @@ class Bus:
                 "--nats", f"nats://127.0.0.1:{self.leaf_port}", "--plan", "command",
                 "--command", f"{sys.executable} {self.work / 'install.py'}",
                 "--heartbeat", "0.5", "--state-dir", str(self.work / "state")]  # fmt: skip
-        env = {**os.environ, "AGENT_TEST_DIR": str(self.work)}
+        env = {**os.environ, "AGENT_TEST_DIR": str(self.work), LOCAL_SEED_ENV: local_credential(SILO).seed}
         agent = await AgentProcess(argv, env, self.work / "agent.log").start()
         self.agents.append(agent)
         return agent

@@ -12,11 +12,16 @@ import yaml
 from fleetlattice.api.siloleaf import ExtraPermissions, SiloLeafSpec
 from fleetlattice.render.leaf import SEED_ENV, render_leaf_bundle, render_leaf_conf, render_leaf_manifests
 from nats_processes import check_config
-from render_fixtures import Golden, credential, temp_paths
+from render_fixtures import Golden, credential, local_credential, temp_paths
 
 SPEC = SiloLeafSpec(silo="ct-fac", hub="eose-hub")
 REMOTE = "nats://eose-hub-leafnodes.fleet-system.svc.cluster.local:7422"
 SEED = credential("ct-fac").seed
+LOCAL = local_credential("ct-fac")
+
+
+def _manifests(spec: SiloLeafSpec = SPEC, hub_tls: bool = False) -> list[dict[str, Any]]:
+    return render_leaf_manifests(spec, "ct-fac", REMOTE, LOCAL.public_key, hub_tls)
 
 
 def _dump(manifests: list[dict[str, Any]]) -> str:
@@ -25,11 +30,11 @@ def _dump(manifests: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_conf_golden(golden: Golden, hub_tls: bool) -> None:
-    golden(f"leaf-{'tls' if hub_tls else 'plain'}.conf", render_leaf_conf("ct-fac", REMOTE, hub_tls))
+    golden(f"leaf-{'tls' if hub_tls else 'plain'}.conf", render_leaf_conf("ct-fac", REMOTE, LOCAL.public_key, hub_tls))
 
 
 def test_conf_never_contains_the_credential() -> None:
-    conf = render_leaf_conf("ct-fac", REMOTE, hub_tls=False)
+    conf = render_leaf_conf("ct-fac", REMOTE, LOCAL.public_key, hub_tls=False)
     assert f"nkey: ${SEED_ENV}\n" in conf
     assert f'url: "{REMOTE}"\n' in conf
 
@@ -37,7 +42,7 @@ def test_conf_never_contains_the_credential() -> None:
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_nats_server_accepts_the_conf(nats_server: Path, tls_dir: Path, tmp_path: Path, hub_tls: bool) -> None:
     conf = tmp_path / "leaf.conf"
-    conf.write_text(render_leaf_conf("ct-fac", REMOTE, hub_tls, temp_paths(tmp_path, tls_dir)))
+    conf.write_text(render_leaf_conf("ct-fac", REMOTE, LOCAL.public_key, hub_tls, temp_paths(tmp_path, tls_dir)))
     result = check_config(nats_server, conf, env={SEED_ENV: SEED})
     assert result.returncode == 0, result.stderr
 
@@ -48,7 +53,7 @@ def test_nats_server_refuses_the_conf_without_the_seed(
     """The seed really comes from the environment: without it the server will not start."""
     conf = tmp_path / "leaf.conf"
     monkeypatch.delenv(SEED_ENV, raising=False)
-    conf.write_text(render_leaf_conf("ct-fac", REMOTE, False, temp_paths(tmp_path)))
+    conf.write_text(render_leaf_conf("ct-fac", REMOTE, LOCAL.public_key, False, temp_paths(tmp_path)))
     result = check_config(nats_server, conf)
     assert result.returncode != 0
     assert SEED_ENV in result.stderr
@@ -56,12 +61,12 @@ def test_nats_server_refuses_the_conf_without_the_seed(
 
 @pytest.mark.parametrize("hub_tls", [False, True], ids=["plain", "tls"])
 def test_manifests_golden(golden: Golden, hub_tls: bool) -> None:
-    golden(f"leaf-{'tls' if hub_tls else 'plain'}.yaml", _dump(render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls)))
+    golden(f"leaf-{'tls' if hub_tls else 'plain'}.yaml", _dump(_manifests(hub_tls=hub_tls)))
 
 
 def test_deployment_takes_the_seed_from_the_secret_and_rolls_on_conf_change() -> None:
-    plain = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls=False)}
-    tls = {m["kind"]: m for m in render_leaf_manifests(SPEC, "ct-fac", REMOTE, hub_tls=True)}
+    plain = {m["kind"]: m for m in _manifests(hub_tls=False)}
+    tls = {m["kind"]: m for m in _manifests(hub_tls=True)}
     container = plain["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [
         {
@@ -76,7 +81,7 @@ def test_deployment_takes_the_seed_from_the_secret_and_rolls_on_conf_change() ->
 
 
 def test_bundle_golden_and_secret_holds_only_seed_and_ca(golden: Golden) -> None:
-    bundle = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, hub_ca="-----BEGIN CERTIFICATE-----\n")
+    bundle = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, LOCAL, hub_ca="-----BEGIN CERTIFICATE-----\n")
     golden("leaf-bundle.yaml", _dump(bundle))
     secret = bundle[0]
     assert secret["kind"] == "Secret"
@@ -84,11 +89,28 @@ def test_bundle_golden_and_secret_holds_only_seed_and_ca(golden: Golden) -> None
         "seed": SEED,
         "ca.crt": "-----BEGIN CERTIFICATE-----\n",
     }
-    assert [m["kind"] for m in bundle[1:]] == ["ConfigMap", "Deployment", "Service"]
+    local = bundle[1]
+    assert (local["kind"], local["metadata"]["name"]) == ("Secret", "siloleaf-ct-fac-local")
+    assert base64.b64decode(local["data"]["seed"]).decode() == LOCAL.seed
+    assert [m["kind"] for m in bundle[2:]] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
+
+
+def test_leaf_client_port_admits_the_local_nkey_and_only_pods_of_its_namespace() -> None:
+    conf = render_leaf_conf("ct-fac", REMOTE, LOCAL.public_key, hub_tls=False)
+    assert f'users: [\n    {{ nkey: "{LOCAL.public_key}" }}\n  ]' in conf
+    assert LOCAL.seed not in conf
+    (policy,) = [m for m in _manifests()
+                 if m["kind"] == "NetworkPolicy"]
+    (deployment,) = [m for m in _manifests()
+                     if m["kind"] == "Deployment"]
+    assert policy["spec"]["podSelector"] == deployment["spec"]["selector"]
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {}}],
+                                          "ports": [{"protocol": "TCP", "port": "nats"},
+                                                    {"protocol": "TCP", "port": "monitor"}]}]
 
 
 def test_bundle_without_tls_has_no_ca() -> None:
-    secret = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, hub_ca=None)[0]
+    secret = render_leaf_bundle(SPEC, "silo-system", REMOTE, SEED, LOCAL, hub_ca=None)[0]
     assert set(secret["data"]) == {"seed"}
 
 
@@ -96,7 +118,7 @@ def test_changed_permissions_roll_the_leaf() -> None:
     """A hub reload does not re-scope a connected leaf (see test_render_runtime), so the leaf must restart."""
 
     def annotations(spec: SiloLeafSpec) -> dict[str, str]:
-        (deployment,) = [m for m in render_leaf_manifests(spec, "ct-fac", REMOTE, False) if m["kind"] == "Deployment"]
+        (deployment,) = [m for m in _manifests(spec) if m["kind"] == "Deployment"]
         return deployment["spec"]["template"]["metadata"]["annotations"]
 
     wider = SPEC.model_copy(update={"permissions": ExtraPermissions(publish=["fleet.campfire.>"])})

@@ -30,7 +30,7 @@ from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.hub_conf import HubUsers
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, leaf_interest
-from render_fixtures import LocalHub, credential, hub_users, running_hub, running_leaf
+from render_fixtures import LocalHub, credential, hub_users, local_credential, running_hub, running_leaf
 
 SILO = "ct-fac"
 OTHER = "msclo"
@@ -57,7 +57,7 @@ class Lattice:
         return await self.leaf_client(self.leaf_client_port)
 
     async def leaf_client(self, port: int) -> Client:
-        return await self._connect(f"nats://127.0.0.1:{port}", SILO)
+        return await self._connect(f"nats://127.0.0.1:{port}", SILO, nkeys_seed_str=local_credential(SILO).seed)
 
     async def reload_hub(self, users: HubUsers) -> None:
         """Rewrite the hub's config and SIGHUP it, as the reloader sidecar does; wait until it is loaded."""
@@ -139,6 +139,18 @@ async def test_silo_receives_only_its_own_requests_even_with_a_wildcard(lattice:
 
     assert (await requests.next_msg(MESSAGE_WAIT)).subject == f"fleet.install.{SILO}.request"
     assert requests.pending_msgs == 0
+
+
+@pytest.mark.parametrize("seed", [None, "hub", "other-local"], ids=["anonymous", "silo-hub-seed", "other-silo"])
+async def test_the_leaf_admits_only_the_silos_local_nkey(lattice: Lattice, seed: str | None) -> None:
+    """A pod that merely reaches the leaf's client port must not speak for the silo: without the local seed
+    (no credential, the silo's hub seed, another silo's local seed) the leaf refuses the connection."""
+    options = {"hub": {"nkeys_seed_str": credential(SILO).seed},
+               "other-local": {"nkeys_seed_str": local_credential(OTHER).seed}}.get(seed or "", {})
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(f"nats://127.0.0.1:{lattice.leaf_client_port}", allow_reconnect=False,
+                           connect_timeout=2, **options)
+    assert (await lattice.silo_client()).is_connected
 
 
 async def test_direct_connection_as_a_silo_gets_a_permissions_violation(lattice: Lattice) -> None:

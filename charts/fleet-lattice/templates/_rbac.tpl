@@ -31,6 +31,9 @@ No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   # patch: the hub's servers get the new config's hash, which makes kubelet refresh their mounted config now

@@ -1,8 +1,8 @@
 """The agent process: connect to the silo's leaf, announce itself, serve the install queue, stop cleanly.
 
-It connects to the leaf without credentials (the leaf's remote carries the silo's credential to the
-hub, which enforces the silo's permissions), with the silo's own inbox prefix (the only inboxes the
-hub lets the silo receive on), and reaches the hub's JetStream through the hub's domain."""
+It signs in to the leaf with the silo's local NKey (the leaf admits nothing else; its remote carries the
+silo's hub identity, and the hub enforces the silo's permissions), with the silo's own inbox prefix (the
+only inboxes the hub lets the silo receive on), and reaches the hub's JetStream through the hub's domain."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ JS_TIMEOUT_SECONDS = 10.0
 class AgentConfig:
     silo: str
     nats_url: str
+    nkey_seed: str | None = None  # the leaf's local NKey; None only for a leaf that admits anyone
     plan: PlanKind = "builtin"
     manifests: Path | None = None
     command: str | None = None
@@ -91,6 +92,7 @@ async def connect(config: AgentConfig) -> Client:
         servers=[config.nats_url],
         name=f"fleetlattice-agent/{config.silo}",
         inbox_prefix=inbox_prefix(config.silo).encode(),
+        nkeys_seed_str=config.nkey_seed,
         allow_reconnect=True,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

@@ -17,3 +17,5 @@ FIELD_MANAGER: Final = "fleet-lattice"
 USER_AGENT: Final = "fleet-lattice-operator"
 FLEET_ACCOUNT: Final = "FLEET"
 SYSTEM_ACCOUNT: Final = "SYS"
+# What a silo's own clients read their leaf NKey seed from (the agent, and the README's nats.js lines).
+LOCAL_SEED_ENV: Final = "FLEET_NKEY_SEED"

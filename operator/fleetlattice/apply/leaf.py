@@ -28,36 +28,38 @@ class LeafState:
         self.kube, self.hubs, self.heartbeats = kube, hubs, heartbeats
         self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    def _credential_lock(self, namespace: str, silo: str) -> asyncio.Lock:
-        """Serialises read-or-generate of one silo's credential: its create handler and its resync timer
+    def _credential_lock(self, namespace: str, secret: str) -> asyncio.Lock:
+        """Serialises read-or-generate of one credential: a SiloLeaf's create handler and its resync timer
         can run at once, and two generated credentials would rotate it (leaf roll, hub reload)."""
-        return self._credential_locks.setdefault((namespace, silo), asyncio.Lock())
+        return self._credential_locks.setdefault((namespace, secret), asyncio.Lock())
 
     def forget(self, namespace: str, silo: str) -> None:
         """The SiloLeaf is gone: nothing of it stays in memory."""
-        self._credential_locks.pop((namespace, silo), None)
+        ref = SiloRef(silo)
+        for secret in (ref.credentials_secret, ref.local_secret):
+            self._credential_locks.pop((namespace, secret), None)
         self.heartbeats.forget(namespace, silo)
 
-    async def _ensure_credential(self, body: dict[str, Any], spec: SiloLeafSpec) -> Credential:
-        """Generate the silo's NKey once. Deleting the Secret rotates it: a new one is made here, the hub
-        reloads the new public key and the leaf Deployment rolls (its pod template carries the key's hash).
-        A Secret of an older release (a password, no seed) is replaced the same way: that is the migration,
-        and server-side apply drops the keys this manager no longer writes."""
-        silo = SiloRef(spec.silo)
+    async def _ensure_credential(self, body: dict[str, Any], secret_name: str, user: str,
+                                 labels: dict[str, str]) -> Credential:
+        """Generate an NKey once and keep it in `secret_name`. Deleting the Secret rotates it: a new one is
+        made here, the hub (or the leaf) takes the new public key and the leaf Deployment rolls. A Secret of
+        an older release (a password, no seed) is replaced the same way: that is the migration, and
+        server-side apply drops the keys this manager no longer writes."""
         namespace = body["metadata"]["namespace"]
-        async with self._credential_lock(namespace, spec.silo):
-            secret = await self.kube.get("Secret", namespace, silo.credentials_secret)
+        async with self._credential_lock(namespace, secret_name):
+            secret = await self.kube.get("Secret", namespace, secret_name)
             data = (secret or {}).get("data", {})
             cred = Credential.from_secret(data)
-            if cred is None or cred.user != spec.silo:
-                cred = Credential.generate(spec.silo)
+            if cred is None or cred.user != user:
+                cred = Credential.generate(user)
             wanted = cred.secret_data()
             if secret is None or set(data) != set(wanted) or any(data.get(k) != v for k, v in wanted.items()):
                 await self.kube.apply({
                     "apiVersion": "v1",
                     "kind": "Secret",
                     "type": "Opaque",
-                    "metadata": {"name": silo.credentials_secret, "namespace": namespace, "labels": silo.labels,
+                    "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
                                  "ownerReferences": [owner_reference(body)]},
                     "data": wanted,
                 })
@@ -76,13 +78,16 @@ class LeafState:
             raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
         hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
-        cred = await self._ensure_credential(body, spec)
+        silo = SiloRef(spec.silo)
+        cred = await self._ensure_credential(body, silo.credentials_secret, spec.silo, silo.labels)
+        local = await self._ensure_credential(body, silo.local_secret, silo.local_user, silo.labels)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)
         if spec.leaf.mode == "InCluster":
             remote_url = hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
-            for manifest in render_leaf_manifests(spec, namespace, remote_url, hub_tls=hub_spec.tls.enabled):
+            for manifest in render_leaf_manifests(spec, namespace, remote_url, local.public_key,
+                                                  hub_tls=hub_spec.tls.enabled):
                 manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
                 if manifest["kind"] == "Deployment":
                     # A rotated credential must roll the leaf: its env var is only read at start.
@@ -90,7 +95,7 @@ class LeafState:
                     annotations[CREDENTIAL_CHECKSUM_ANNOTATION] = hashlib.sha256(
                         cred.public_key.encode()).hexdigest()[:16]
                 await self.kube.apply(manifest)
-        return SiloRef(spec.silo).credentials_secret
+        return silo.credentials_secret
 
     def observe(self, body: dict[str, Any], spec: SiloLeafSpec, secret: str) -> tuple[dict[str, Any], list[Cond]]:
         namespace = body["metadata"]["namespace"]

@@ -28,10 +28,11 @@ async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace:
     if hub is None:
         raise ExportError(f"FleetHub {namespace}/{spec.hub} of silo {spec.silo} not found")
     hub_spec = FleetHubSpec.model_validate(hub.get("spec") or {})
-    secret = await kube.get("Secret", namespace, SiloRef(spec.silo).credentials_secret)
-    cred = Credential.from_secret((secret or {}).get("data", {}))
-    if cred is None:
-        raise ExportError(f"the NKey of silo {spec.silo} is not generated yet; is the operator running?")
+    silo = SiloRef(spec.silo)
+    cred, local = [Credential.from_secret(((await kube.get("Secret", namespace, name)) or {}).get("data", {}))
+                   for name in (silo.credentials_secret, silo.local_secret)]
+    if cred is None or local is None:
+        raise ExportError(f"the NKeys of silo {spec.silo} are not generated yet; is the operator running?")
     url = HubRef(spec.hub, namespace).leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
     if not hub_spec.leafnodes.advertise:
         print(f"warning: FleetHub {spec.hub} sets no spec.leafnodes.advertise, so the bundle dials the in-cluster "
@@ -40,5 +41,5 @@ async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace:
     if hub_spec.tls.enabled and hub_spec.tls.secret_name:
         tls = await kube.get("Secret", namespace, hub_spec.tls.secret_name) or {}
         hub_ca = base64.b64decode(tls.get("data", {}).get("ca.crt", "")).decode() or None
-    manifests = render_leaf_bundle(spec, target_namespace, url, cred.seed, hub_ca)
+    manifests = render_leaf_bundle(spec, target_namespace, url, cred.seed, local, hub_ca)
     return yaml.safe_dump_all(manifests, sort_keys=False)

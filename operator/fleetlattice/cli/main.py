@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetlattice.api.crdgen import write_crds
+from fleetlattice.api.defaults import LOCAL_SEED_ENV
 from fleetlattice.clients.kube import Kube, load_config
 
 
@@ -41,6 +42,12 @@ def _cmd_leaf_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_seed(path: str | None) -> str | None:
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(LOCAL_SEED_ENV) or None
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from fleetlattice.agent.service import AgentConfig, main
 
@@ -48,6 +55,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         AgentConfig(
             silo=args.silo,
             nats_url=args.nats,
+            nkey_seed=_local_seed(args.nkey),
             plan=args.plan,
             manifests=Path(args.manifests) if args.manifests else None,
             command=args.command,
@@ -117,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run a silo's install agent (talks to the silo's leaf)")
     agent.add_argument("--silo", required=True, help="the silo this agent serves, e.g. ct-fac")
     agent.add_argument("--nats", required=True, help="the silo's leaf, e.g. nats://nats-leaf:4222")
+    agent.add_argument("--nkey", help=f"file holding the leaf's local NKey seed (Secret siloleaf-<silo>-local, key "
+                                      f"seed); default: the seed itself from ${LOCAL_SEED_ENV}")
     agent.add_argument("--plan", choices=["builtin", "command"], default="builtin",
                        help="builtin: apply --manifests templates; command: run --command")
     agent.add_argument("--manifests", help="directory of manifest templates (builtin plan)")

@@ -10,7 +10,7 @@ import json
 
 from fleetlattice.api import defaults
 from fleetlattice.api.siloleaf import SiloLeafSpec
-from fleetlattice.logic.credentials import SEED_KEY
+from fleetlattice.logic.credentials import SEED_KEY, Credential
 from fleetlattice.render import k8s
 from fleetlattice.render.layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
 from fleetlattice.render.names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
@@ -25,13 +25,16 @@ _CLIENT, _MONITOR = "nats", "monitor"
 def render_leaf_conf(
     silo: str,
     remote_url: str,
+    local_nkey: str,
     hub_tls: bool,
     paths: ServerPaths = CONTAINER_PATHS,
     client_port: int = defaults.CLIENT_PORT,
     monitoring_port: int = defaults.MONITOR_PORT,
 ) -> str:
     """leaf.conf of `silo`'s leaf, dialing the hub's leafnode `remote_url` (no credential in it: the seed
-    comes from the environment); with `hub_tls` the remote verifies the hub against the mounted CA."""
+    comes from the environment); with `hub_tls` the remote verifies the hub against the mounted CA. Its
+    client port admits only `local_nkey` (a public key): a pod that merely reaches the leaf's Service could
+    otherwise publish the silo's reports or read its requests."""
     return render_template(
         "leaf.conf.j2",
         silo=silo,
@@ -40,6 +43,8 @@ def render_leaf_conf(
         monitoring_port=monitoring_port,
         remote_url=remote_url,
         seed_env=SEED_ENV,
+        local_nkey=local_nkey,
+        local_secret=SiloRef(silo).local_secret,
         tls=hub_tls,
         paths=paths,
     )
@@ -105,32 +110,59 @@ def _deployment(silo: SiloRef, namespace: str, spec: SiloLeafSpec, conf_text: st
     }
 
 
-def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, remote_url: str, hub_tls: bool) -> list[k8s.Manifest]:
-    """ConfigMap, Deployment and Service of the silo's leaf in `namespace`. The credentials Secret
-    (key `seed`, and `ca.crt` when the hub serves TLS) must exist in that namespace too."""
+def _network_policy(silo: SiloRef, namespace: str) -> k8s.Manifest:
+    """The second fence after the client port's NKey: only pods of the leaf's own namespace reach the leaf
+    (its client and monitoring ports; kubelet probes are not subject to it). Egress stays open: the leaf
+    dials the hub, wherever that is."""
+    same_namespace = [{"podSelector": {}}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": k8s.metadata(silo.leaf, namespace, silo.labels),
+        "spec": {
+            "podSelector": {"matchLabels": silo.selector},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": same_namespace,
+                         "ports": [{"protocol": "TCP", "port": port} for port in (_CLIENT, _MONITOR)]}],
+        },
+    }
+
+
+def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, remote_url: str, local_nkey: str,
+                          hub_tls: bool) -> list[k8s.Manifest]:
+    """ConfigMap, Deployment, Service and NetworkPolicy of the silo's leaf in `namespace`. The credentials
+    Secret (key `seed`, and `ca.crt` when the hub serves TLS) must exist in that namespace too."""
     silo = SiloRef(spec.silo)
-    conf_text = render_leaf_conf(spec.silo, remote_url, hub_tls)
+    conf_text = render_leaf_conf(spec.silo, remote_url, local_nkey, hub_tls)
     ports = [k8s.service_port(_CLIENT, defaults.CLIENT_PORT)]
     return [
         k8s.config_map(silo.leaf_config_map, namespace, silo.labels, {LEAF_CONF_KEY: conf_text}),
         _deployment(silo, namespace, spec, conf_text, hub_tls),
         k8s.service(silo.leaf, namespace, silo.labels, silo.selector, ports),
+        _network_policy(silo, namespace),
     ]
 
 
-def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, seed: str,
+def _secret(name: str, namespace: str, labels: dict[str, str], data: dict[str, str]) -> k8s.Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": k8s.metadata(name, namespace, labels),
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def render_leaf_bundle(spec: SiloLeafSpec, namespace: str, remote_url: str, seed: str, local: Credential,
                        hub_ca: str | None) -> list[k8s.Manifest]:
     """Everything an External leaf needs, for `kubectl apply` in the silo's own cluster: the credentials
-    Secret (only the seed, plus the hub's CA when the hub serves TLS), then the leaf's objects."""
+    Secret (only the seed, plus the hub's CA when the hub serves TLS), the local clients' Secret, then the
+    leaf's objects."""
     silo = SiloRef(spec.silo)
     data = {SEED_KEY: seed}
     if hub_ca is not None:
         data[TLS_CA_KEY] = hub_ca
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": k8s.metadata(silo.credentials_secret, namespace, silo.labels),
-        "type": "Opaque",
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
-    }
-    return [secret, *render_leaf_manifests(spec, namespace, remote_url, hub_tls=hub_ca is not None)]
+    local_data = {key: base64.b64decode(value).decode() for key, value in local.secret_data().items()}
+    return [_secret(silo.credentials_secret, namespace, silo.labels, data),
+            _secret(silo.local_secret, namespace, silo.labels, local_data),
+            *render_leaf_manifests(spec, namespace, remote_url, local.public_key, hub_tls=hub_ca is not None)]

@@ -118,6 +118,17 @@ class SiloRef:
         return f"siloleaf-{self.silo}-credentials"
 
     @property
+    def local_secret(self) -> str:
+        """Holds the NKey of the silo's own clients (its agent, local apps) at its leaf's client port: same
+        keys as the credentials Secret. It signs in nowhere but that leaf, so pods that mount it never hold
+        the silo's hub identity."""
+        return f"siloleaf-{self.silo}-local"
+
+    @property
+    def local_user(self) -> str:
+        return f"{self.silo}-local"
+
+    @property
     def leaf(self) -> str:
         """Leaf Deployment, Service and server_name."""
         return f"{self.silo}-leaf"
