@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.kube import RESOURCES
+from fleetlattice.render.hub_conf import render_hub_conf, restart_hash
+from fleetlattice.render.hub_manifests import render_hub_manifests
+from fleetlattice.render.leaf import render_leaf_bundle
+from render_fixtures import HUB, hub_spec, hub_users, local_credential
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "fleet-lattice"
@@ -297,3 +302,19 @@ def test_metrics_service_and_servicemonitor(render: Callable[[str], Objects]) ->
 def test_sync_wave_annotation(render: Callable[[str], Objects]) -> None:
     for obj in render("default"):
         assert obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0", obj["kind"]
+
+
+def test_every_kind_the_operator_renders_is_one_its_client_and_rbac_know(render: Callable[[str], Objects]) -> None:
+    """A rendered kind missing from clients/kube.RESOURCES fails at apply time, in the cluster only; one the
+    chart does not grant fails only under the Helm-installed operator (found so: the leaf's NetworkPolicy)."""
+    spec = hub_spec(replicas=3, tls=True)
+    leaf = render_leaf_bundle(SiloLeafSpec(silo="ct-fac", hub=HUB.name), "ct-fac", "nats://hub:7422", "SU",
+                              local_credential("ct-fac"), hub_ca="ca")
+    rendered = {m["kind"] for m in (*render_hub_manifests(HUB, spec, render_hub_conf(HUB, spec, hub_users()),
+                                                          restart_hash(HUB, spec)), *leaf)}
+    assert rendered - set(RESOURCES) == set()
+    cluster_rules = rules(render("default"), "ClusterRole")
+    for kind in rendered:
+        resource = RESOURCES[kind]
+        assert {"create", "patch"} <= grants(cluster_rules, resource.api_version.rpartition("/")[0],
+                                             resource.plural), kind
