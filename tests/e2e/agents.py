@@ -50,9 +50,10 @@ class AgentProcess:
 
     @classmethod
     def builtin_plan(cls, silo: str, nats_url: str, nkey_seed: str, workdir: Path, manifests: Path,
-                     kubeconfig: Path) -> AgentProcess:
-        return cls(silo, nats_url, nkey_seed, workdir, ["--plan", "builtin", "--manifests", str(manifests),
-                                                        "--kubeconfig", str(kubeconfig)])
+                     kubeconfig: Path, namespaces: tuple[str, ...] = ()) -> AgentProcess:
+        return cls(silo, nats_url, nkey_seed, workdir,
+                   ["--plan", "builtin", "--manifests", str(manifests), "--kubeconfig", str(kubeconfig),
+                    *(f"--namespace={ns}" for ns in namespaces)])
 
     @property
     def log_path(self) -> Path:

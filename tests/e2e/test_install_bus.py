@@ -237,11 +237,11 @@ def test_delete_scrubs_then_goes(bus: Hub, kubectl: Kubectl, ct_fac_agent: Agent
 
 def test_builtin_plan_applies_manifests_and_reports_pods(bus: Hub, kubectl: Kubectl, kubeconfig: Path,
                                                          tmp_path: Path) -> None:
+    target = f"{bus.namespace}-entry"
     agent = AgentProcess.builtin_plan("msclo", service_url(kubectl, bus.namespace, "msclo-leaf"),
                                       bus.local_seed("msclo"), tmp_path, REPO / "examples" / "agent" / "ct-fac",
-                                      kubeconfig)
+                                      kubeconfig, namespaces=(target,))
     agent.start()
-    target = f"{bus.namespace}-entry"
     try:
         install(kubectl, bus.namespace, "msclo-v622", silo="msclo", params={"ns": target, "replicas": "2"},
                 scrubOnDelete=True)
@@ -255,3 +255,31 @@ def test_builtin_plan_applies_manifests_and_reports_pods(bus: Hub, kubectl: Kube
     finally:
         agent.stop()
         kubectl("delete", "namespace", target, "--ignore-not-found", "--wait=false")
+
+
+def test_builtin_plan_refuses_what_the_silo_did_not_declare_or_create(bus: Hub, kubectl: Kubectl, kubeconfig: Path,
+                                                                      tmp_path: Path) -> None:
+    """params.ns naming a namespace the silo never declared, or one that exists and is someone else's: the
+    install fails saying why, and the scrub of that failed install deletes nothing of theirs."""
+    taken = f"{bus.namespace}-taken"
+    kubectl("create", "namespace", taken)
+    agent = AgentProcess.builtin_plan("msclo", service_url(kubectl, bus.namespace, "msclo-leaf"),
+                                      bus.local_seed("msclo"), tmp_path, REPO / "examples" / "agent" / "ct-fac",
+                                      kubeconfig, namespaces=(taken,))
+    agent.start()
+    try:
+        install(kubectl, bus.namespace, "msclo-system", silo="msclo", params={"ns": "kube-system"})
+        obj = wait_phase(kubectl, bus.namespace, "msclo-system", "Failed", agent=agent)
+        assert "'kube-system' comes from the request and is not one this silo's agent may touch" in \
+            obj["status"]["lastError"]["error"]
+        install(kubectl, bus.namespace, "msclo-taken", silo="msclo", params={"ns": taken}, scrubOnDelete=True)
+        obj = wait_phase(kubectl, bus.namespace, "msclo-taken", "Failed", agent=agent)
+        assert f"Namespace {taken} exists and was not created by silo msclo's agent" in \
+            obj["status"]["lastError"]["error"]
+        kubectl("delete", "siloinstall", "msclo-taken", "-n", bus.namespace, "--wait=true", "--timeout=120s")
+        namespace = kubectl.json("get", "namespace", taken)
+        assert namespace["status"]["phase"] == "Active"
+        assert "fleet.lattice.dev/silo" not in (namespace["metadata"].get("labels") or {})
+    finally:
+        agent.stop()
+        kubectl("delete", "namespace", taken, "--ignore-not-found", "--wait=false")

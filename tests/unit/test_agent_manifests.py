@@ -14,6 +14,7 @@ from fleetlattice.agent.manifests import (
     SILO_LABEL,
     ManifestError,
     describe,
+    owned_by_agent,
     ready_pods,
     render_manifests,
     rolled_out,
@@ -53,8 +54,11 @@ def templates(tmp_path: Path) -> Path:
     return tmp_path
 
 
+DECLARED = frozenset({"eose-entry"})
+
+
 def test_renders_every_object_in_file_name_order_labelled_as_the_silos(templates: Path) -> None:
-    manifests = render_manifests(templates, "ct-fac", "v622", PARAMS)
+    manifests = render_manifests(templates, "ct-fac", "v622", PARAMS, DECLARED)
 
     assert [describe(m) for m in manifests] == [
         "Namespace eose-entry",
@@ -75,7 +79,7 @@ def test_renders_every_object_in_file_name_order_labelled_as_the_silos(templates
 
 def test_a_missing_param_is_an_error_not_an_empty_name(templates: Path) -> None:
     with pytest.raises(ManifestError, match="ns"):
-        render_manifests(templates, "ct-fac", "v622", {"acr": "x"})
+        render_manifests(templates, "ct-fac", "v622", {"acr": "x"}, DECLARED)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +94,55 @@ def test_documents_that_are_not_objects_are_refused(tmp_path: Path, text: str, e
     (tmp_path / "00-bad.yaml").write_text(text)
     with pytest.raises(ManifestError, match=error):
         render_manifests(tmp_path, "ct-fac", "v1", {})
+
+
+def test_a_param_fills_in_one_string_and_never_adds_an_object(templates: Path) -> None:
+    """The text paste let a newline in a param add any object (a ClusterRoleBinding to cluster-admin)."""
+    hostile = ("ctfac\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+               "metadata: {name: pwn}\nroleRef: {kind: ClusterRole, name: cluster-admin}")
+    manifests = render_manifests(templates, "ct-fac", "v622", {**PARAMS, "acr": hostile}, DECLARED)
+    assert [m["kind"] for m in manifests] == ["Namespace", "Deployment", "Service"]
+    image = manifests[1]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"{hostile}/pemos-portal:v622"  # one (invalid) string: the API server refuses it
+
+
+@pytest.mark.parametrize("ns", ["kube-system", "eose-entry\nkind: ClusterRole"])
+def test_a_namespace_from_params_must_be_one_the_silo_declared(templates: Path, ns: str) -> None:
+    with pytest.raises(ManifestError, match="comes from the request and is not one this silo's agent may touch"):
+        render_manifests(templates, "ct-fac", "v622", {**PARAMS, "ns": ns}, DECLARED)
+
+
+def test_a_namespace_written_in_the_template_is_declared(tmp_path: Path) -> None:
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n"
+                                      "metadata: {name: c, namespace: eose-entry}\ndata: {v: '{{ version }}'}\n")
+    (manifest,) = render_manifests(tmp_path, "ct-fac", "v622", {})
+    assert manifest["metadata"]["namespace"] == "eose-entry" and manifest["data"] == {"v": "v622"}
+
+
+def test_kind_and_api_version_never_come_from_the_request(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: '{{ params.kind }}'\nmetadata: {name: x}\n")
+    with pytest.raises(ManifestError, match="kind may not come from the request"):
+        render_manifests(tmp_path, "ct-fac", "v1", {"kind": "ClusterRoleBinding"})
+
+
+def test_numbers_from_params_keep_their_type_and_filters_that_rewrite_a_value_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n"
+                                     "data: {a: {{ params.n }}, b: {{ params.n | int + 1 }}, c: 'n={{ params.n }}'}\n")
+    (manifest,) = render_manifests(tmp_path, "ct-fac", "v1", {"n": "3"})
+    assert manifest["data"] == {"a": 3, "b": 4, "c": "n=3"}
+    (tmp_path / "d.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n"
+                                     "data: {a: '{{ params.n | upper }}'}\n")
+    with pytest.raises(ManifestError, match="filter rewrote a request value"):
+        render_manifests(tmp_path, "ct-fac", "v1", {"n": "x"})
+
+
+@pytest.mark.parametrize(("labels", "owned"), [
+    ({SILO_LABEL: "ct-fac", MANAGED_BY_LABEL: "fleetlattice-agent"}, True),
+    ({SILO_LABEL: "msclo", MANAGED_BY_LABEL: "fleetlattice-agent"}, False),  # another silo's agent made it
+    ({}, False),  # made by hand or by another tool
+])
+def test_only_what_this_silos_agent_created_is_its_own(labels: dict[str, str], owned: bool) -> None:
+    assert owned_by_agent({"metadata": {"labels": labels}}, "ct-fac") is owned
 
 
 def test_an_empty_directory_is_an_error(tmp_path: Path) -> None:
@@ -128,7 +181,8 @@ def test_ready_pods_counts_ready_replicas_of_the_workloads() -> None:
 
 
 async def test_the_builtin_plan_renders_the_request_before_touching_the_cluster(templates: Path) -> None:
-    plan = make_plan(AgentConfig(silo="ct-fac", nats_url="nats://leaf:4222", plan="builtin", manifests=templates))
+    plan = make_plan(AgentConfig(silo="ct-fac", nats_url="nats://leaf:4222", plan="builtin", manifests=templates,
+                                 namespaces=DECLARED))
     request = InstallRequest(
         request_id="r1", silo="ct-fac", version="v622", params=PARAMS, attempt=1, deadline=datetime.now(UTC)
     )
@@ -139,6 +193,12 @@ async def test_the_builtin_plan_renders_the_request_before_touching_the_cluster(
         raise AssertionError("the builtin plan's steps report through the runner")
 
     assert (await render.run(no_progress)).message == "rendered 3 objects"
+
+
+def test_the_builtin_plan_declares_the_namespaces_its_templates_name_by_default() -> None:
+    plan = make_plan(AgentConfig(silo="ct-fac", nats_url="nats://leaf:4222", plan="builtin",
+                                 manifests=Path(__file__).parents[2] / "examples" / "agent" / "ct-fac"))
+    assert plan.namespaces == {"eose-entry"}
 
 
 def test_the_builtin_plan_needs_a_manifests_directory(tmp_path: Path) -> None:

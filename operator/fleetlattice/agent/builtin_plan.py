@@ -15,6 +15,7 @@ from fleetlattice.agent.manifests import (
     Manifest,
     ManifestError,
     describe,
+    owned_by_agent,
     ready_pods,
     render_manifests,
     rolled_out,
@@ -31,16 +32,29 @@ SCRUB_WAIT_SECONDS = 300.0
 
 
 class BuiltinPlan:
-    def __init__(self, manifests_dir: Path, silo: str, cluster: Cluster) -> None:
+    def __init__(self, manifests_dir: Path, silo: str, cluster: Cluster, namespaces: frozenset[str] = frozenset()
+                 ) -> None:
+        """`namespaces`: where a request's params may place objects, besides the namespaces the templates
+        name by default (`params.get("ns", "eose-entry")` declares eose-entry)."""
         self.manifests_dir = manifests_dir
         self.silo = silo
         self.cluster = cluster
+        self.namespaces = namespaces | _template_namespaces(manifests_dir, silo)
 
     def _render(self, version: str, params: dict[str, str]) -> list[Manifest]:
         try:
-            return render_manifests(self.manifests_dir, self.silo, version, params)
+            return render_manifests(self.manifests_dir, self.silo, version, params, self.namespaces)
         except ManifestError as error:
             raise StepFailed(str(error), retryable=False) from error
+
+    async def _refuse_foreign(self, manifests: list[Manifest]) -> None:
+        """An object of the same name that this silo's agent did not create is someone else's: a forced apply
+        would take it over and a scrub would delete it."""
+        for manifest in manifests:
+            live = await self.cluster.get(manifest)
+            if live is not None and not owned_by_agent(live, self.silo):
+                raise StepFailed(f"{describe(manifest)} exists and was not created by silo {self.silo}'s agent; "
+                                 "refusing to take it over", retryable=False)
 
     def steps(self, request: InstallRequest) -> list[Step]:
         # The steps share what the first one renders. The rollout wait is bounded by the request's
@@ -52,6 +66,7 @@ class BuiltinPlan:
             return StepOutput(f"rendered {len(rendered)} objects")
 
         async def apply(_: ProgressSink) -> StepOutput:
+            await self._refuse_foreign(rendered)
             for manifest in rendered:
                 await self.cluster.apply(manifest)
                 log.info("%s: applied %s", request.request_id, describe(manifest))
@@ -75,7 +90,14 @@ class BuiltinPlan:
     async def scrub(self, request: ScrubRequest, installed: InstallRequest | None) -> None:
         """Delete, in reverse order, what the installed version's manifests define, and wait until it is
         gone. Without a record of the install, the templates are rendered with no version and no params."""
-        manifests = self._render(installed.version if installed else "", installed.params if installed else {})
+        rendered = self._render(installed.version if installed else "", installed.params if installed else {})
+        manifests = []
+        for manifest in rendered:
+            live = await self.cluster.get(manifest)
+            if live is not None and owned_by_agent(live, self.silo):
+                manifests.append(manifest)
+            elif live is not None:
+                log.warning("scrub leaves %s: not created by silo %s's agent", describe(manifest), self.silo)
         for manifest in reversed(manifests):
             await self.cluster.delete(manifest)
 
@@ -87,6 +109,17 @@ class BuiltinPlan:
                 await _poll_until(all_gone)
         except TimeoutError as error:
             raise StepFailed(f"objects still present after {SCRUB_WAIT_SECONDS:.0f}s") from error
+
+
+def _template_namespaces(directory: Path, silo: str) -> frozenset[str]:
+    """The namespaces the templates name when the request gives no params: what the silo declared by writing
+    its templates. Templates that need params to render declare none this way (pass agent --namespace)."""
+    try:
+        manifests = render_manifests(directory, silo, "", {})
+    except ManifestError:
+        return frozenset()
+    return frozenset(filter(None, (m["metadata"]["name"] if m["kind"] == "Namespace" else m["metadata"].get("namespace")
+                                   for m in manifests)))
 
 
 async def _poll_until(condition: Callable[[], Awaitable[bool]]) -> None:

@@ -43,6 +43,7 @@ class AgentConfig:
     nkey_seed: str | None = None  # the leaf's local NKey; None only for a leaf that admits anyone
     plan: PlanKind = "builtin"
     manifests: Path | None = None
+    namespaces: frozenset[str] = frozenset()  # where params may place objects (builtin plan)
     command: str | None = None
     kubeconfig: str | None = None
     heartbeat_seconds: float = 10.0
@@ -60,7 +61,7 @@ def make_plan(config: AgentConfig) -> InstallPlan:
     from fleetlattice.agent.builtin_plan import BuiltinPlan
     from fleetlattice.agent.cluster import Cluster
 
-    return BuiltinPlan(config.manifests, config.silo, Cluster(config.kubeconfig))
+    return BuiltinPlan(config.manifests, config.silo, Cluster(config.kubeconfig), config.namespaces)
 
 
 class _ConnectionLog:

@@ -58,6 +58,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
             nkey_seed=_local_seed(args.nkey),
             plan=args.plan,
             manifests=Path(args.manifests) if args.manifests else None,
+            namespaces=frozenset(args.namespace),
             command=args.command,
             kubeconfig=args.kubeconfig,
             heartbeat_seconds=args.heartbeat,
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--plan", choices=["builtin", "command"], default="builtin",
                        help="builtin: apply --manifests templates; command: run --command")
     agent.add_argument("--manifests", help="directory of manifest templates (builtin plan)")
+    agent.add_argument("--namespace", action="append", default=[],
+                       help="a namespace a request's params may place objects in, besides those the templates name "
+                            "by default (builtin plan; repeatable)")
     agent.add_argument("--command", help="install script and arguments, e.g. '/bin/install.sh --fast' (command plan)")
     agent.add_argument("--kubeconfig", help="the silo cluster's kubeconfig (builtin plan; default: in-cluster)")
     agent.add_argument("--heartbeat", type=float, default=10.0, help="seconds between silo state updates")
