@@ -15,11 +15,12 @@ RUN python3 -m venv /opt/fleetlattice
 # Optional build secret `pip-ca`: a CA bundle for reaching PyPI through a TLS-intercepting proxy. Used only
 # while pip runs; it is in no layer. Without it pip uses its own CA bundle.
 ENV PIP_CA=/run/secrets/pip-ca
-# Dependencies first, pinned: this layer is reused until requirements.txt changes.
+# Dependencies first, pinned: this layer is reused until requirements.txt changes. Wheels only, except
+# nkeys: PyPI has it as a source distribution only (pure Python, built here like the project's own wheel).
 COPY tests/e2e/image/requirements.txt /src/requirements.txt
 RUN --mount=type=secret,id=pip-ca \
     if [ -s "$PIP_CA" ]; then export PIP_CERT="$PIP_CA"; fi \
- && /opt/fleetlattice/bin/pip install --only-binary=:all: -r /src/requirements.txt
+ && /opt/fleetlattice/bin/pip install --only-binary=:all: --no-binary=nkeys -r /src/requirements.txt
 COPY pyproject.toml README.md /src/
 COPY operator /src/operator
 # --no-deps plus `pip check`: a dependency missing from the lock fails here, not at run time.

@@ -180,6 +180,59 @@ async def test_seed_style_done_completes_the_active_install(bus: Hub, kubectl: K
     assert get(kubectl, "siloinstall", "ct-fac-seed", bus.namespace)["status"]["result"]["pods"] == 6
 
 
+def _by_hand(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
+    return kubectl.json("get", "siloinstalls", "-n", namespace, "-l", "fleet.lattice.dev/origin=bus")["items"]
+
+
+async def test_the_seeds_raw_bus_commands_work_as_written(bus: Hub, kubectl: Kubectl,
+                                                          ct_fac_agent: AgentProcess) -> None:
+    """Seed 000's `nats pub fleet.install.ct-fac.request '{"v":"v622"}'` (a plain publish, no requestId) is
+    performed and recorded as a SiloInstall; what the agent cannot perform is answered `failed` on the bus;
+    a raw scrub scrubs. `nats sub 'fleet.install.ct-fac.>'` sees every answer."""
+    await wait_agent_idle(bus, "ct-fac")
+    nc = await bus.connect_operator()
+    try:
+        answers = await nc.subscribe("fleet.install.ct-fac.>")
+        await nc.publish("fleet.install.ct-fac.request", b'{"version":"v622","pods":"4","ns":"eose-entry"}')
+        await nc.flush()
+
+        def recorded() -> dict[str, Any] | None:
+            done = [i for i in _by_hand(kubectl, bus.namespace) if (i.get("status") or {}).get("phase") == "Succeeded"]
+            return done[0] if done else None
+
+        obj = wait_for(recorded, INSTALL_SECONDS, "the request published by hand recorded and Succeeded")
+        rid = obj["metadata"]["annotations"]["fleet.lattice.dev/request-id"]
+        assert obj["metadata"]["name"] == f"ct-fac-{rid}"
+        spec = obj["spec"]
+        assert (spec["silo"], spec["version"], spec["params"]) == ("ct-fac", "v622", {"pods": "4", "ns": "eose-entry"})
+        assert (obj["status"]["requestId"], obj["status"]["result"]["pods"]) == (rid, 4)
+        history = obj["status"]["history"]
+        assert history[0]["kind"] == "request" and rid in history[0]["message"]
+        assert "accepted" in [h.get("step") for h in history if h["kind"] == "progress"]
+
+        await nc.publish("fleet.install.ct-fac.request", b"not json")
+        await nc.publish("fleet.install.ct-fac.request", b'{"ns":"eose-entry"}')
+        await nc.publish("fleet.install.ct-fac.scrub", b'{"reason":"engagement-complete"}')
+        await nc.flush()
+
+        async def answered() -> bool:
+            while True:
+                msg = await answers.next_msg(timeout=30)
+                seen.append((msg.subject.rsplit(".", 1)[-1], json.loads(msg.data)))
+                if seen[-1][0] == "scrubbed":
+                    return True
+
+        seen: list[tuple[str, dict[str, Any]]] = []
+        await async_wait_for(answered, 90, "the agent's answers to the raw commands")
+        failures = [body["error"] for kind, body in seen if kind == "failed"]
+        assert any("request is not JSON" in error for error in failures), seen
+        assert any("request has no version" in error for error in failures), seen
+        assert seen[-1][1]["requestId"].startswith("bus-")
+    finally:
+        await nc.close()
+    assert len(_by_hand(kubectl, bus.namespace)) == 1, "refused requests are answered, not recorded"
+
+
 async def test_another_silo_cannot_complete_the_install(bus: Hub, kubectl: Kubectl, ct_fac_agent: AgentProcess,
                                                         tmp_path: Path) -> None:
     release = tmp_path / "release-guarded"

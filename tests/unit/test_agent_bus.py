@@ -165,8 +165,10 @@ class Bus:
         )
         await self.publish(f"fleet.install.{SILO}.request", request.encode(), request_id)
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+    async def publish(self, subject: str, data: bytes, msg_id: str | None = None) -> int:
+        """The stream sequence it is stored at; without `msg_id` as `nats pub` sends it (no header)."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        return (await self.js.publish(subject, data, headers=headers)).seq
 
     async def _collect(self) -> None:
         observer = await self.js.pull_subscribe_bind(OBSERVER, INSTALL_STREAM)
@@ -371,6 +373,37 @@ async def test_garbage_is_terminated_and_later_requests_still_work(bus: Bus) -> 
     info = await bus.js.consumer_info(INSTALL_STREAM, agent_durable(SILO))
     assert info.num_redelivered == 0, "garbage is terminated, never redelivered"
     assert bus.runs() == ["r-after"]
+
+
+async def test_what_the_agent_cannot_perform_is_answered_failed_never_dropped(bus: Bus) -> None:
+    await bus.create_install_stream()
+    await bus.agent()
+    request = f"fleet.install.{SILO}.request"
+    not_json = await bus.publish(request, b"not json")
+    no_version = await bus.publish(request, b'{"ns":"eose-entry"}')
+    failed = [await bus.wait_for_report("failed", f"bus-{seq}") for seq in (not_json, no_version)]
+    assert "request is not JSON" in failed[0].body["error"]
+    assert "request has no version" in failed[1].body["error"]
+    assert all(f.body["retryable"] is False and f.body["step"] == "accepted" for f in failed)
+
+
+async def test_a_request_published_by_hand_is_performed_under_its_sequence(bus: Bus) -> None:
+    """The seed's `nats pub fleet.install.ct-fac.request '{"v":"v622"}'`: the first answer says what was
+    accepted (the operator records the SiloInstall from it), then the install runs like any other."""
+    await bus.create_install_stream()
+    await bus.agent()
+    seq = await bus.publish(f"fleet.install.{SILO}.request", b'{"v":"v622","pods":"4"}')
+    rid = f"bus-{seq}"
+    done = await bus.wait_for_report("done", rid)
+    await bus.wait_settled()
+    accepted = bus.of(rid, "progress")[0]
+    assert accepted.body["step"] == "accepted"
+    assert accepted.body["request"] == {"version": "v622", "params": {"pods": "4"}}
+    assert done.body["version"] == "v622"
+    assert bus.runs() == [rid]
+    scrub_seq = await bus.publish(f"fleet.install.{SILO}.scrub", b'{"reason":"engagement-complete"}')
+    await bus.wait_for_report("scrubbed", f"bus-{scrub_seq}")
+    assert (bus.work / f"scrubbed-bus-{scrub_seq}").read_text() == "v622"
 
 
 async def test_scrub_runs_the_script_in_scrub_mode_with_the_installed_version(bus: Bus) -> None:

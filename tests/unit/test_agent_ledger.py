@@ -11,7 +11,7 @@ import pytest
 
 from fleetlattice.agent import ledger as ledger_module
 from fleetlattice.agent.ledger import LEDGER_FILE, Ledger
-from fleetlattice.agent.worker import InvalidMessage, parse
+from fleetlattice.agent.worker import Incoming, InvalidMessage, parse
 from fleetlattice.api.messages import InstallRequest, ScrubRequest
 
 REQUEST = InstallRequest(
@@ -54,23 +54,58 @@ def test_an_unreadable_ledger_is_ignored(tmp_path: Path) -> None:
     assert Ledger(tmp_path).record.finished == {}
 
 
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+def _parse(subject: str, data: bytes, sequence: int = 7) -> Incoming:
+    return parse("ct-fac", subject, data, sequence, NOW)
+
+
 def test_parse_accepts_requests_and_scrubs() -> None:
-    assert parse("ct-fac", "fleet.install.ct-fac.request", REQUEST.encode()) == REQUEST
+    assert _parse("fleet.install.ct-fac.request", REQUEST.encode()) == Incoming(REQUEST)
     scrub = ScrubRequest(request_id="s1", reason="engagement-complete")
-    assert parse("ct-fac", "fleet.install.ct-fac.scrub", scrub.encode()) == scrub
+    assert _parse("fleet.install.ct-fac.scrub", scrub.encode()) == Incoming(scrub)
+
+
+@pytest.mark.parametrize("data", [b'{"v":"v622"}', b'{"version":"v622"}'])
+def test_a_request_published_by_hand_is_named_after_its_sequence(data: bytes) -> None:
+    incoming = _parse("fleet.install.ct-fac.request", data, sequence=41)
+    assert incoming.by_hand
+    request = incoming.message
+    assert isinstance(request, InstallRequest)
+    assert (request.request_id, request.silo, request.version, request.attempt) == ("bus-41", "ct-fac", "v622", 1)
+    assert request.deadline == NOW + timedelta(minutes=15)  # a SiloInstall's default timeout
+
+
+def test_every_other_field_of_a_request_by_hand_is_a_param() -> None:
+    data = b'{"version":"v622","acr":"ctfacentry.azurecr.io","ns":"eose-entry","replicas":2}'
+    request = _parse("fleet.install.ct-fac.request", data).message
+    assert isinstance(request, InstallRequest)
+    assert request.params == {"acr": "ctfacentry.azurecr.io", "ns": "eose-entry", "replicas": "2"}
+
+
+def test_a_scrub_published_by_hand_scrubs_the_current_install() -> None:
+    incoming = _parse("fleet.install.ct-fac.scrub", b'{"reason":"engagement-complete"}', sequence=9)
+    assert incoming == Incoming(ScrubRequest(request_id="bus-9", reason="engagement-complete"), by_hand=True)
 
 
 @pytest.mark.parametrize(
-    ("subject", "data", "error"),
+    ("subject", "data", "error", "answered_as"),
     [
-        ("fleet.install.ct-fac.request", b"not json", "invalid request"),
-        ("fleet.install.ct-fac.request", b'{"requestId": "r1"}', "invalid request"),
-        ("fleet.install.ct-fac.scrub", b'{"reason": "no id"}', "invalid scrub"),
-        ("fleet.install.ct-fac.request", b" " * 70_000, "over the 65536 byte limit"),
-        ("fleet.install.ct-fac.request", REQUEST.model_copy(update={"silo": "msclo"}).encode(), "for silo msclo"),
-        ("fleet.install.ct-fac.done", REQUEST.encode(), "unexpected subject"),
+        ("fleet.install.ct-fac.request", b"not json", "request is not JSON", "bus-7"),
+        ("fleet.install.ct-fac.request", b"[1, 2]", "not a JSON object", "bus-7"),
+        ("fleet.install.ct-fac.request", b'{"ns": "eose-entry"}', "request has no version", "bus-7"),
+        ("fleet.install.ct-fac.request", b'{"v": "v 622"}', "request cannot be performed", "bus-7"),
+        ("fleet.install.ct-fac.request", b'{"requestId": "r1"}', "invalid request", "r1"),
+        ("fleet.install.ct-fac.request", b'{"requestId": 5, "v": "x"}', "requestId is not a short string", "bus-7"),
+        ("fleet.install.ct-fac.request", b" " * 70_000, "over the 65536 byte limit", "bus-7"),
+        ("fleet.install.ct-fac.request", REQUEST.model_copy(update={"silo": "msclo"}).encode(), "for silo msclo",
+         REQUEST.request_id),
+        ("fleet.install.ct-fac.done", REQUEST.encode(), "unexpected subject", "bus-7"),
     ],
 )
-def test_parse_refuses_what_the_agent_can_never_act_on(subject: str, data: bytes, error: str) -> None:
-    with pytest.raises(InvalidMessage, match=error):
-        parse("ct-fac", subject, data)
+def test_parse_refuses_what_the_agent_can_never_act_on_and_names_the_answer(
+        subject: str, data: bytes, error: str, answered_as: str) -> None:
+    with pytest.raises(InvalidMessage, match=error) as refused:
+        _parse(subject, data)
+    assert refused.value.request_id == answered_as

@@ -169,7 +169,7 @@ async def consuming(fleet: Fleet) -> AsyncIterator[Callable[[], None]]:
     def start() -> None:
         by_uid, by_silo = fleet.indexes()
         consumer = ReportConsumer(Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats(), HUB,  # type: ignore[arg-type]
-                                  by_uid, by_silo)
+                                  by_uid, by_silo, {})
         tasks.append(asyncio.create_task(consumer.run(stopped)))
 
     yield start

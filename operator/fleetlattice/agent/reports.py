@@ -11,14 +11,16 @@ import logging
 import nats.errors
 from nats.js.client import JetStreamContext
 
-from fleetlattice.api.bus import MSG_ID_HEADER, install_subject, report_msg_id
+from fleetlattice.api.bus import ACCEPTED_STEP, MSG_ID_HEADER, install_subject, report_msg_id
 from fleetlattice.api.messages import (
     MAX_NAME,
     MAX_STEPS,
+    AcceptedRequest,
     BusMessage,
     InstallDone,
     InstallFailed,
     InstallProgress,
+    InstallRequest,
     Scrubbed,
     clip,
 )
@@ -56,6 +58,15 @@ class Reporter:
             await self._publish("progress", self._progress_sent, report)
         except nats.errors.Error as error:
             log.warning("%s: progress report %d not stored: %s", self.request_id, self._progress_sent, error)
+
+    async def accepted(self, request: InstallRequest) -> None:
+        """The first answer to a request published by hand, stored (not best effort): it carries what was
+        asked, from which the operator records the SiloInstall."""
+        self._progress_sent += 1
+        report = InstallProgress(request_id=self.request_id, step=ACCEPTED_STEP,
+                                 message=f"accepted {request.version}, published by hand",
+                                 request=AcceptedRequest(version=request.version, params=request.params))
+        await self._publish("progress", self._progress_sent, report)
 
     async def done(self, report: InstallDone) -> None:
         await self._publish("done", _FINAL_INDEX, report)

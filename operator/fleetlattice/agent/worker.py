@@ -8,9 +8,11 @@ whose reports the stream deduplicates."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -23,7 +25,10 @@ from fleetlattice.agent.consumer import Backoff, kept_in_progress
 from fleetlattice.agent.ledger import Ledger
 from fleetlattice.agent.plan import InstallPlan, StepFailed
 from fleetlattice.agent.reports import Reporter
-from fleetlattice.api.messages import MAX_MESSAGE_BYTES, InstallDone, InstallRequest, ScrubRequest
+from fleetlattice.api.base import duration_seconds
+from fleetlattice.api.bus import ACCEPTED_STEP, bus_request_id
+from fleetlattice.api.messages import MAX_MESSAGE_BYTES, MAX_NAME, InstallDone, InstallRequest, ScrubRequest, clip
+from fleetlattice.api.siloinstall import SiloInstallSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +36,81 @@ log = logging.getLogger(__name__)
 SCRUB_RETRY_SECONDS = 30.0
 # How long a final report is retried before the agent moves on to the silo's next request.
 STORE_DEADLINE_SECONDS = 300.0
+# A refusal is answered within this: the queue behind the refused message must not wait long.
+REFUSAL_STORE_SECONDS = 30.0
 # A scrub request has no deadline of its own; a scrub that hangs longer is given up and retried.
 SCRUB_TIMEOUT_SECONDS = 600.0
 
 
 class InvalidMessage(ValueError):
-    """Not something the agent can ever act on: retrying it is pointless, so it is terminated."""
+    """Not something the agent can ever act on: retrying it is pointless, so it is answered with a `failed`
+    report under `request_id` (never a silent drop) and terminated."""
+
+    def __init__(self, reason: str, request_id: str) -> None:
+        super().__init__(reason)
+        self.request_id = request_id
 
 
-def parse(silo: str, subject: str, data: bytes) -> InstallRequest | ScrubRequest:
+@dataclass(frozen=True)
+class Incoming:
+    message: InstallRequest | ScrubRequest
+    # Published by hand, without a requestId: answered `accepted` first, so the operator records it.
+    by_hand: bool = False
+
+
+def parse(silo: str, subject: str, data: bytes, sequence: int, now: datetime) -> Incoming:
+    """The message at stream `sequence`. One without a requestId was published by hand and is named
+    after its sequence (api.bus.bus_request_id), so a redelivery is recognised in the ledger."""
+    bus_id = bus_request_id(sequence)
     if len(data) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"{len(data)} bytes, over the {MAX_MESSAGE_BYTES} byte limit")
+        raise InvalidMessage(f"{len(data)} bytes, over the {MAX_MESSAGE_BYTES} byte limit", bus_id)
     kind = subject.rsplit(".", 1)[-1]
     model = {"request": InstallRequest, "scrub": ScrubRequest}.get(kind)
     if model is None:
-        raise InvalidMessage(f"unexpected subject {subject}")
+        raise InvalidMessage(f"unexpected subject {subject}", bus_id)
     try:
-        message = model.model_validate_json(data)
+        fields = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidMessage(f"{kind} is not JSON: {error}", bus_id) from error
+    if not isinstance(fields, dict):
+        raise InvalidMessage(f"{kind} is not a JSON object", bus_id)
+    rid = fields.get("requestId")
+    if rid is None:
+        return Incoming(_by_hand(silo, kind, fields, bus_id, now), by_hand=True)
+    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_NAME:
+        raise InvalidMessage("requestId is not a short string", bus_id)
+    try:
+        message = model.model_validate(fields)
     except ValidationError as error:
-        # Without the input: a garbage message may be 64 KiB of anything.
-        raise InvalidMessage(f"invalid {kind}: {error.errors(include_url=False, include_input=False)}") from error
+        raise InvalidMessage(f"invalid {kind}: {_errors(error)}", rid) from error
     if isinstance(message, InstallRequest) and message.silo != silo:
-        raise InvalidMessage(f"request {message.request_id} is for silo {message.silo}, this is {silo}")
-    return message
+        raise InvalidMessage(f"request {message.request_id} is for silo {message.silo}, this is {silo}", rid)
+    return Incoming(message)
+
+
+def _errors(error: ValidationError) -> list[dict[str, Any]]:
+    # Without the input: a garbage message may be 64 KiB of anything.
+    return error.errors(include_url=False, include_input=False)
+
+
+def _by_hand(silo: str, kind: str, fields: dict[str, Any], rid: str, now: datetime) -> InstallRequest | ScrubRequest:
+    """The seed's own form: `{"v":"v622"}` or `{"version":"v622","acr":...,"ns":...}` (every other field
+    is a param), `{"reason":"engagement-complete"}` for a scrub. Held to a SiloInstall's limits, since the
+    operator records it as one."""
+    if kind == "scrub":
+        return ScrubRequest(request_id=rid, reason=clip(str(fields.get("reason", ""))))
+    version = fields.get("version", fields.get("v"))
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version:
+        raise InvalidMessage('request has no version: give "version" (or "v"), e.g. {"v":"v622"}', rid)
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items() if k not in ("version", "v")}
+    try:
+        spec = SiloInstallSpec.model_validate({"silo": silo, "version": version, "params": params})
+    except ValidationError as error:
+        raise InvalidMessage(f"request cannot be performed: {_errors(error)}", rid) from error
+    return InstallRequest(request_id=rid, silo=silo, version=spec.version, params=spec.params, attempt=1,
+                          deadline=now + timedelta(seconds=duration_seconds(spec.timeout)))
 
 
 def _loop_deadline(deadline: datetime) -> float:
@@ -102,11 +159,16 @@ class Worker:
 
     async def handle(self, msg: Msg, ack_wait: float) -> None:
         try:
-            message = parse(self.silo, msg.subject, msg.data)
+            incoming = parse(self.silo, msg.subject, msg.data, msg.metadata.sequence.stream, datetime.now(UTC))
         except InvalidMessage as error:
-            log.error("terminating message %s: %s", msg.metadata.sequence.stream, error)
+            log.error("refusing message %s: %s", msg.metadata.sequence.stream, error)
+            reason, reporter = str(error), Reporter(self.js, self.silo, error.request_id)
+            await _until_stored(f"{error.request_id} failed",
+                                lambda: reporter.failed(ACCEPTED_STEP, reason, retryable=False),
+                                within=REFUSAL_STORE_SECONDS)
             await msg.term()
             return
+        message = incoming.message
         outcome = self.ledger.outcome(message.request_id)
         if outcome is not None:
             log.info("%s already finished (%s), acking the redelivery", message.request_id, outcome)
@@ -117,7 +179,7 @@ class Worker:
         try:
             async with kept_in_progress(msg, ack_wait / 3):
                 if isinstance(message, InstallRequest):
-                    await self._install(message)
+                    await self._install(message, incoming.by_hand)
                 elif not await self._scrub(message):
                     await msg.nak(delay=SCRUB_RETRY_SECONDS)
                     return
@@ -125,8 +187,11 @@ class Worker:
             self.active_request_id = None
         await msg.ack_sync()
 
-    async def _install(self, request: InstallRequest) -> None:
+    async def _install(self, request: InstallRequest, by_hand: bool = False) -> None:
         reporter = Reporter(self.js, self.silo, request.request_id)
+        if by_hand and not await _until_stored(f"{request.request_id} accepted", lambda: reporter.accepted(request)):
+            await self._failed(reporter, ACCEPTED_STEP, "the accepted report could not be stored on the hub", False)
+            return
         steps = self.plan.steps(request)
         result: dict[str, Any] = {}
         current = steps[0].name if steps else ""

@@ -94,6 +94,25 @@ def scrub_request_id(uid: str) -> str:
 # A requestId's first characters are the SiloInstall's uid.
 UID_LENGTH: Final = 36
 
+# A request or scrub published by hand carries no requestId (`nats pub fleet.install.ct-fac.request
+# '{"v":"v622"}'`): the agent names it after its place in FLEET_INSTALL, unique on the hub, and the
+# operator records it as a SiloInstall with these marks.
+BUS_REQUEST_PREFIX: Final = "bus-"
+BUS_ORIGIN_LABEL: Final = "fleet.lattice.dev/origin"
+BUS_ORIGIN: Final = "bus"
+BUS_REQUEST_ANNOTATION: Final = "fleet.lattice.dev/request-id"
+# The agent's first answer to a request published by hand: a progress report of this step.
+ACCEPTED_STEP: Final = "accepted"
+
+
+def bus_request_id(stream_sequence: int) -> str:
+    return f"{BUS_REQUEST_PREFIX}{stream_sequence}"
+
+
+def bus_install_name(silo: str, request_id: str) -> str:
+    """The SiloInstall that records a request published by hand."""
+    return f"{silo}-{request_id}"
+
 
 def report_msg_id(request_id: str, kind: str, index: int) -> str:
     """Nats-Msg-Id of an agent report: a re-run of a redelivered request sends the same ids."""

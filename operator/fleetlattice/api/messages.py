@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from fleetlattice.api.siloinstall import MAX_PARAMS
+
 MAX_MESSAGE_BYTES = 64 * 1024
 # Every report field is bounded so that no report can grow a SiloInstall's status past what the API server
 # stores (a history of 50 entries of 60 KiB each once made every later write of that install fail).
@@ -59,6 +61,16 @@ class ScrubRequest(BusMessage):
     reason: Text = ""
 
 
+class AcceptedRequest(BaseModel):
+    """What a request published by hand asked for, echoed in the agent's `accepted` progress report: the
+    operator records it as a SiloInstall from this (the request itself is gone from the work queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Name
+    params: dict[str, Text] = Field(default_factory=dict, max_length=MAX_PARAMS)
+
+
 class InstallProgress(BusMessage):
     """agent -> operator: a step finished (or started)."""
 
@@ -67,6 +79,7 @@ class InstallProgress(BusMessage):
     index: int = Field(0, ge=0, le=MAX_STEPS)
     total: int = Field(0, ge=0, le=MAX_STEPS)
     message: Text = ""
+    request: AcceptedRequest | None = None
 
 
 class InstallDone(BusMessage):

@@ -8,7 +8,7 @@ from typing import Any
 
 import nats.errors
 
-from fleetlattice.api.bus import install_subject
+from fleetlattice.api.bus import BUS_REQUEST_ANNOTATION, install_subject
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_jetstream import delete_agent_consumer, ensure_consumers, jetstream, publish
 from fleetlattice.apply.install_store import InstallStore
@@ -18,6 +18,7 @@ from fleetlattice.logic.conditions import NotReady
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.install_state import (
     HEARTBEAT_FRESH_SECONDS,
+    adopt,
     begin_attempt,
     begin_scrub,
     check_deadline,
@@ -50,6 +51,9 @@ class InstallRequests:
 
         async def reserve(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
             generation = body["metadata"]["generation"]
+            by_hand = (body["metadata"].get("annotations") or {}).get(BUS_REQUEST_ANNOTATION)
+            if by_hand and not status.request_id:
+                return adopt(status, spec, by_hand, generation, utcnow())
             if needs_new_attempt(status, generation) or retry_due(status, utcnow()):
                 return begin_attempt(status, spec, body["metadata"]["uid"], generation, utcnow())
             return None

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
-from fleetlattice.api.messages import SiloState
+from fleetlattice.api.messages import AcceptedRequest, SiloState
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_jetstream import (
     JS_TIMEOUT,
@@ -26,12 +28,15 @@ from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.metrics import BUS_MESSAGES
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.install_state import apply_report, install_conditions
-from fleetlattice.logic.report_routing import InstallKey, route
+from fleetlattice.logic.report_routing import InstallKey, Route, by_hand_install, route
 from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 256
+# A report of a request published by hand waits this long for the SiloInstall recording it to be indexed.
+RECORD_WAIT_SECONDS = 1.0
+RECORD_MEMORY_SECONDS = 300.0
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{INSTALL_STREAM}.{OPERATOR_DURABLE}"
 # API answers that no retry can change: the write itself is refused (invalid, too large, forbidden).
 PERMANENT_API_STATUSES = frozenset({400, 403, 413, 422})
@@ -65,9 +70,11 @@ class ReportConsumer:
     a crash before the write means JetStream redelivers it."""
 
     def __init__(self, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats, hub: HubRef,
-                 by_uid: Mapping[str, Any], by_silo: Mapping[Any, Any]) -> None:
+                 by_uid: Mapping[str, Any], by_silo: Mapping[Any, Any], by_request: Mapping[str, Any]) -> None:
         self.hubs, self.store, self.heartbeats, self.hub = hubs, store, heartbeats, hub
-        self.by_uid, self.by_silo = by_uid, by_silo
+        self.by_uid, self.by_silo, self.by_request = by_uid, by_silo, by_request
+        # requestId -> when this process recorded it as a SiloInstall: its later reports wait for the index.
+        self._recorded: dict[str, float] = {}
 
     async def run(self, stopped: Any) -> None:
         """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout). Everything
@@ -134,8 +141,14 @@ class ReportConsumer:
     async def process(self, msgs: list[Any]) -> None:
         grouped: dict[InstallKey, list[tuple[Any, str, Any]]] = {}
         for msg in msgs:
-            r = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo)
+            r = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo, self.by_request)
+            if r.outcome == "adopt":
+                await self._record_by_hand(msg, r)
+                continue
             if r.install is None:
+                if self._awaits_record(msg.data):
+                    await msg.nak(delay=RECORD_WAIT_SECONDS)  # its SiloInstall is being made
+                    continue
                 self._count(r.kind, r.outcome, msg.subject, r.detail)
                 await msg.ack()
                 continue
@@ -177,6 +190,35 @@ class ReportConsumer:
         for (msg, _kind, _payload), (kind, outcome, detail) in zip(items, outcomes, strict=True):
             self._count(kind, outcome, msg.subject, detail)
             await msg.ack()
+
+    async def _record_by_hand(self, msg: Any, r: Route) -> None:
+        """The agent accepted a request published by hand: record it as a SiloInstall, then take the report
+        again once the SiloInstall is indexed, where it applies like any other."""
+        silo = msg.subject.split(".")[2]
+        rid = r.payload["requestId"]
+        try:
+            manifest = by_hand_install(self.hub.namespace, silo, rid, AcceptedRequest.model_validate(
+                r.payload["request"]))
+        except ValueError as exc:
+            self._count(r.kind, "ignored-invalid", msg.subject, f"request {rid} by hand cannot be recorded: {exc}")
+            await msg.term()
+            return
+        try:
+            await self.store.kube.apply(manifest)
+        except Exception as exc:  # the API server is down or refuses: JetStream redelivers the report
+            log.warning("SiloInstall for %s not recorded yet: %s", rid, exc)
+            await msg.nak(delay=redelivery_delay(msg))
+            return
+        self._recorded = {k: t for k, t in self._recorded.items() if time.monotonic() - t < RECORD_MEMORY_SECONDS}
+        self._recorded[rid] = time.monotonic()
+        log.info("recorded request %s published by hand as SiloInstall %s/%s", rid, self.hub.namespace,
+                 manifest["metadata"]["name"])
+        await msg.nak(delay=RECORD_WAIT_SECONDS)
+
+    def _awaits_record(self, data: bytes) -> bool:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            return json.loads(data).get("requestId") in self._recorded
+        return False
 
     def _count(self, kind: str, outcome: str, subject: str, detail: str) -> None:
         BUS_MESSAGES.labels(kind, outcome).inc()

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from fleetlattice.api.base import duration_seconds
+from fleetlattice.api.bus import BUS_REQUEST_ANNOTATION
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.clients.metrics import reconciling
@@ -26,6 +27,13 @@ def installs_by_uid(namespace: str, name: str, uid: str, spec: kopf.Spec, status
 @kopf.index(INSTALLS)
 def installs_by_silo(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any):
     return {(namespace, spec.get("silo")): index_entry(namespace, name, spec, status)}
+
+
+@kopf.index(INSTALLS, annotations={BUS_REQUEST_ANNOTATION: kopf.PRESENT})
+def installs_by_request(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, annotations: kopf.Annotations,
+                        **_: Any):
+    """SiloInstalls that record requests published by hand, by the agent's requestId for them."""
+    return {annotations[BUS_REQUEST_ANNOTATION]: index_entry(namespace, name, spec, status)}
 
 
 @kopf.index(LEAVES)
@@ -97,9 +105,10 @@ def install_gone(type: str, namespace: str, name: str, memo: kopf.Memo, **_: Any
 
 @kopf.daemon(HUBS, cancellation_timeout=5.0)
 async def install_bus(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.DaemonStopped,
-                      installs_by_uid: kopf.Index, installs_by_silo: kopf.Index, **_: Any) -> None:
+                      installs_by_uid: kopf.Index, installs_by_silo: kopf.Index, installs_by_request: kopf.Index,
+                      **_: Any) -> None:
     """One consumer of agent reports per hub, for as long as the hub exists."""
     rt = runtime(memo)
     consumer = ReportConsumer(rt.connections, rt.store, rt.heartbeats, HubRef(name, namespace),
-                              installs_by_uid, installs_by_silo)
+                              installs_by_uid, installs_by_silo, installs_by_request)
     await consumer.run(stopped)

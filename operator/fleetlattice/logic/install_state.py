@@ -86,6 +86,16 @@ def begin_attempt(
     )
 
 
+def adopt(status: SiloInstallStatus, spec: SiloInstallSpec, rid: str, generation: int,
+          now: datetime) -> SiloInstallStatus:
+    """Attempt 1 of a SiloInstall that records a request published by hand: the agent already has it, so it
+    starts Requested under the agent's requestId, with nothing to publish."""
+    entry = HistoryEntry(time=now, attempt=1, kind="request", message=f"requested {spec.version} on the bus ({rid})")
+    return status.model_copy(update={"observed_generation": generation, "phase": "Requested", "attempt": 1,
+                                     "request_id": rid, "requested_at": now, "started_at": now,
+                                     "history": _history(status, entry)})
+
+
 def unpublished(status: SiloInstallStatus) -> bool:
     """An attempt reserved in status whose request may not have reached JetStream yet."""
     return status.phase == "Pending" and status.next_attempt_at is None and bool(status.request_id)
