@@ -29,7 +29,7 @@ from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from fleetlattice.agent.ledger import Ledger
-from fleetlattice.api.bus import INSTALL_STREAM, STATE_BUCKET, agent_durable
+from fleetlattice.api.bus import INSTALL_STREAM, STATE_BUCKET, agent_durable, agent_state_key
 from fleetlattice.api.defaults import LOCAL_SEED_ENV
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.messages import InstallRequest, ScrubRequest, SiloState
@@ -214,10 +214,10 @@ class Bus:
         return [r for r in self.reports if r.body.get("requestId") == request_id and kind in (None, r.kind)]
 
     async def silo_state(self) -> SiloState | None:
-        """The silo's key in FLEET_STATE, read the way the operator does."""
+        """The agent's key in FLEET_STATE, read the way the operator does."""
         kv = await self.js.key_value(STATE_BUCKET)
         try:
-            entry = await kv.get(SILO)
+            entry = await kv.get(agent_state_key(SILO))
         except nats.js.errors.KeyNotFoundError:
             return None
         return SiloState.model_validate_json(entry.value or b"")
@@ -353,6 +353,22 @@ async def test_heartbeat_and_boot_event_and_waiting_for_the_consumer(bus: Bus) -
     await bus.request("r-late")
     await bus.wait_for_report("done", "r-late")
     await bus.wait_for_state("the installed version and pods", lambda s: (s.version, s.pods) == ("v622", 6))
+
+
+async def test_the_heartbeat_leaves_the_silos_own_state_key_alone(bus: Bus) -> None:
+    """Seed 000's mrcp-agent publishes `fleet.state.ct-fac {"pods":6,...}`; the agent's heartbeat every half
+    second once replaced it with its own within seconds. It now has its own key, `ct-fac.agent`."""
+    kv = await bus.js.key_value(STATE_BUCKET)
+    await kv.put(SILO, b'{"pods":6,"health":"ok"}')
+    await bus.agent()
+    await bus.wait_for_state("a first heartbeat", lambda s: s.silo == SILO)
+    first = await kv.get(agent_state_key(SILO))
+
+    async def beat_again() -> bool:
+        return (await kv.get(agent_state_key(SILO))).revision > first.revision
+
+    await eventually("a second heartbeat", beat_again, WAIT)
+    assert (await kv.get(SILO)).value == b'{"pods":6,"health":"ok"}'
 
 
 async def test_garbage_is_terminated_and_later_requests_still_work(bus: Bus) -> None:

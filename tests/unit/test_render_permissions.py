@@ -69,14 +69,29 @@ def test_other_silos_subjects_are_denied(silo: str, other: str) -> None:
         assert not allowed(silo, "subscribe", subject), subject
 
 
+# The one subject without the silo's name: the shared bucket's info (its config and counts, no values), which
+# `nats kv get` and nats-py's key_value() read before a get.
+STATE_INFO = {f"{api}.STREAM.INFO.KV_FLEET_STATE" for api in ("$JS.fleet.API", "$JS.API")}
+
+
 def test_nothing_outside_the_allow_lists_and_no_broad_wildcards() -> None:
     perms = silo_permissions("ct-fac")
     for direction in ("publish", "subscribe"):
         assert set(perms[direction]) == {"allow"}
         for pattern in perms[direction]["allow"]:
-            assert "ct-fac" in pattern, pattern
+            assert "ct-fac" in pattern or pattern in STATE_INFO, pattern
     assert not allowed("ct-fac", "publish", "$JS.API.STREAM.DELETE.FLEET_INSTALL")
     assert not allowed("ct-fac", "subscribe", "_INBOX.abc")
+
+
+@pytest.mark.parametrize("api", ["$JS.fleet.API", "$JS.API"])
+def test_a_silo_reads_its_own_state_keys_only(api: str) -> None:
+    get = f"{api}.DIRECT.GET.KV_FLEET_STATE.$KV.FLEET_STATE"
+    assert allowed("ct-fac", "publish", f"{get}.ct-fac")
+    assert allowed("ct-fac", "publish", f"{get}.ct-fac.gpu")
+    assert not allowed("ct-fac", "publish", f"{get}.msclo")
+    assert not allowed("ct-fac", "publish", f"{api}.DIRECT.GET.KV_FLEET_STATE")  # body-addressed: any key
+    assert not allowed("ct-fac", "publish", f"{api}.STREAM.MSG.GET.KV_FLEET_STATE")
 
 
 def test_extras_are_appended_once() -> None:

@@ -205,6 +205,16 @@ async def test_agent_uses_the_hubs_jetstream_through_its_leaf(lattice: Lattice) 
     with pytest.raises(ServiceUnavailableError):
         await agent_js.consumer_info("FLEET_INSTALL", agent_durable(OTHER))
 
+    # The silo reads its own keys of FLEET_STATE through its leaf (`nats kv get FLEET_STATE ct-fac
+    # --js-domain fleet`), never another silo's.
+    await js.publish(f"fleet.state.{OTHER}", b'{"pods":1}')
+    await js.publish(f"fleet.state.{SILO}", b'{"pods":6}')
+    own = await agent_js.key_value("FLEET_STATE")
+    assert (await own.get(SILO)).value == b'{"pods":6}'
+    assert (await own.get(f"{SILO}.gpu")).value == b"4"
+    with pytest.raises(nats.errors.NoRespondersError):  # the hub drops the denied request
+        await own.get(OTHER)
+
 
 async def test_reload_adds_a_silo_and_keeps_the_leaf_connected(lattice: Lattice) -> None:
     with pytest.raises(nats.errors.Error, match="Authorization"):

@@ -1,6 +1,7 @@
 """The silo's sign of life: a boot event, and its state in the FLEET_STATE bucket, refreshed periodically.
 
-The state goes to `fleet.state.<silo>`, which the bucket's subject transform stores as key `<silo>`.
+The state goes to `fleet.state.<silo>.agent`, which the bucket's subject transform stores as key
+`<silo>.agent`; key `<silo>` stays the silo's own publishers' (DESIGN.md "Silo state").
 Not to `$KV.FLEET_STATE.<silo>`: a leafnode never carries `$KV.>` between JetStream domains (checked on
 nats-server 2.15.1: the publish gets no answer), and js.key_value() would need $JS.API.STREAM.INFO,
 which a silo may not use."""
@@ -17,7 +18,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from fleetlattice.api.bus import BOOT_EVENT, event_subject, state_subject
+from fleetlattice.api.bus import AGENT_STATE_ASPECT, BOOT_EVENT, event_subject, state_subject
 from fleetlattice.api.messages import SiloState
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ async def heartbeat(js: JetStreamContext, silo: str, state: Callable[[], SiloSta
     failing = False
     while True:
         try:
-            await js.publish(state_subject(silo), state().encode())
+            await js.publish(state_subject(silo, AGENT_STATE_ASPECT), state().encode())
             if failing:
                 log.info("silo state stored again")
             failing = False

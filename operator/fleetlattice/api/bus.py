@@ -60,6 +60,15 @@ def parse_report_subject(subject: str) -> tuple[str, ReportKind] | None:
     return parts[2], parts[3]  # type: ignore[return-value]
 
 
+# The agent's heartbeat is its own aspect of the silo's state: key `<silo>` is the silo's own publishers'
+# (the seed's mrcp-agent puts pods and health there), which a heartbeat every few seconds would overwrite.
+AGENT_STATE_ASPECT: Final = "agent"
+
+
+def agent_state_key(silo: str) -> str:
+    return f"{silo}.{AGENT_STATE_ASPECT}"
+
+
 def state_subject(silo: str, aspect: str | None = None) -> str:
     """fleet.state.<silo>[.<aspect>], stored by FLEET_STATE's subject transform as key <silo>[.<aspect>]."""
     return f"fleet.state.{silo}" + (f".{aspect}" if aspect else "")

@@ -114,7 +114,7 @@ class Scrubbed(BusMessage):
 
 
 class SiloState(BusMessage):
-    """The agent's heartbeat, stored as the silo's key in FLEET_STATE."""
+    """The agent's heartbeat, stored as key `<silo>.agent` in FLEET_STATE."""
 
     silo: str
     agent: str = "fleetlattice-agent"

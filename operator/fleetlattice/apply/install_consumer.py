@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
+from fleetlattice.api.bus import AGENT_STATE_ASPECT, INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
 from fleetlattice.api.messages import AcceptedRequest, SiloState
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_jetstream import (
@@ -123,11 +123,14 @@ class ReportConsumer:
                 kv = await (await jetstream(self.hubs, self.hub)).key_value(STATE_BUCKET)
                 watcher = await kv.watchall()
                 async for entry in watcher:
-                    if entry is None or entry.value is None or "." in entry.key:
+                    if entry is None or entry.value is None:
                         continue
+                    silo, _, aspect = entry.key.partition(".")
+                    if aspect != AGENT_STATE_ASPECT:
+                        continue  # the silo's own state (pods, health, gpu, ...), not its agent's heartbeat
                     with contextlib.suppress(ValueError):
                         state = SiloState.model_validate_json(entry.value)
-                        self.heartbeats.record(self.hub.namespace, entry.key, state)
+                        self.heartbeats.record(self.hub.namespace, silo, state)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # bucket not there yet, hub restarting: look again shortly

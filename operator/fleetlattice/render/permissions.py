@@ -50,18 +50,27 @@ def _publish(silo: str) -> list[str]:
         # The minimum JetStream API for the agent's pull consumer: fetch, look it up, ack.
         *_consumer_api(durable),
         f"$JS.ACK.{INSTALL_STREAM}.{durable}.>",
+        *_own_state_read_api(silo),
     ]
+
+
+def _both_api_forms(operations: list[str]) -> list[str]:
+    """Through a leafnode only the domain form `$JS.<domain>.API` passes; on a direct (STANDARD) connection
+    the hub checks the subject after mapping it to the plain `$JS.API`, so that form must be allowed too."""
+    return [f"{api}.{op}" for api in (JS_DOMAIN_API, "$JS.API") for op in operations]
 
 
 def _consumer_api(durable: str) -> list[str]:
-    """Fetch and info of the agent's consumer, in both API forms: through a leafnode only the domain
-    form `$JS.<domain>.API` passes; on a direct (STANDARD) connection the hub checks the subject after
-    mapping it to the plain `$JS.API`, so that form must be allowed too. Both name this one consumer."""
-    return [
-        f"{api}.CONSUMER.{op}.{INSTALL_STREAM}.{durable}"
-        for api in (JS_DOMAIN_API, "$JS.API")
-        for op in ("MSG.NEXT", "INFO")
-    ]
+    """Fetch and info of the agent's consumer, and nothing of any other."""
+    return _both_api_forms([f"CONSUMER.{op}.{INSTALL_STREAM}.{durable}" for op in ("MSG.NEXT", "INFO")])
+
+
+def _own_state_read_api(silo: str) -> list[str]:
+    """`nats kv get FLEET_STATE <silo>` (and nats-py's kv.get): the bucket's info, then a direct get whose
+    subject names the key, so only the silo's own keys (`<silo>`, `<silo>.<aspect>`) can be read. The
+    bucket allows direct gets; the body-addressed STREAM.MSG.GET, which could name any key, stays denied."""
+    stream, keys = f"KV_{STATE_BUCKET}", f"$KV.{STATE_BUCKET}.{silo}"
+    return _both_api_forms([f"STREAM.INFO.{stream}", f"DIRECT.GET.{stream}.{keys}", f"DIRECT.GET.{stream}.{keys}.>"])
 
 
 def _subscribe(silo: str) -> list[str]:
