@@ -54,9 +54,20 @@ def test_names_columns_and_subresources(kind: Kind) -> None:
     assert version["additionalPrinterColumns"][-1]["name"] == "Age"
 
 
+def _columns(priority: int) -> dict[str, list[str]]:
+    return {k.kind: [c["name"].upper() for c in crd(k)["spec"]["versions"][0]["additionalPrinterColumns"]
+                     if c.get("priority", 0) <= priority] for k in KINDS}
+
+
+def test_wide_columns_add_what_the_story_of_an_install_and_a_leaf_needs() -> None:
+    wide = _columns(1)
+    assert wide["SiloInstall"] == ["SILO", "VERSION", "PHASE", "PROGRESS", "PODS", "ATTEMPT", "STEP", "REQUEST",
+                                   "STARTED", "FINISHED", "AGE"]
+    assert wide["SiloLeaf"] == ["SILO", "HUB", "CONNECTED", "READY", "SINCE", "RTT", "HUB SERVER", "AGE"]
+
+
 def test_design_printer_columns() -> None:
-    columns = {k.kind: [c["name"].upper() for c in crd(k)["spec"]["versions"][0]["additionalPrinterColumns"]]
-               for k in KINDS}
+    columns = _columns(0)
     assert columns == {
         "FleetHub": ["READY", "VERSION", "LEAVES", "STREAMS", "AGE"],
         "SiloLeaf": ["SILO", "HUB", "CONNECTED", "READY", "AGE"],

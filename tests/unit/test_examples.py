@@ -31,3 +31,15 @@ def test_seed_topology_is_complete() -> None:
     streams = {d.values[0]["spec"]["name"] for d in _documents() if d.values[0]["kind"] == "FleetStream"}
     assert streams == {"FLEET_EVENTS", "FLEET_STATE", "FLEET_INSTALL", "FLEET_MDSMS", "FLEET_LEAN"}
     assert (Path(EXAMPLES[0]).parent / "siloleaf-ct-fac.yaml").exists()
+
+
+def test_a_recursive_kubectl_apply_of_examples_reads_only_manifests() -> None:
+    """`kubectl apply -R -f examples/` reads every .yaml, .yml and .json below it; the agent's Jinja
+    templates (examples/agent/) are .yaml.j2, so it never sees them."""
+    root = Path(__file__).resolve().parents[2] / "examples"
+    read = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json")]
+    assert read
+    for path in read:
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert doc is None or (doc.get("apiVersion") and doc.get("kind")), path
+    assert list((root / "agent").rglob("*.yaml.j2"))

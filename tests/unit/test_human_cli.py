@@ -1,11 +1,14 @@
 """The human CLI's pure parts: the status table and the progress bar."""
 
+import logging
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from fleetlattice.cli.human import progress_bar, status_rows, table
 from fleetlattice.cli.main import build_parser
+from fleetlattice.cli.run import configure_logging
 
 NOW = datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC)
 
@@ -44,3 +47,16 @@ def test_install_params_must_be_key_value() -> None:
         build_parser().parse_args(["install", "ct-fac", "--version", "v1", "--param", "novalue"])
     args = build_parser().parse_args(["install", "ct-fac", "--version", "v1", "--param", "a=b=c", "--wait"])
     assert (args.param, args.wait) == (["a=b=c"], True)
+
+
+def test_operator_log_lines_carry_their_time(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging()
+        logging.getLogger("fleetlattice.test").info("hub eose-hub reloaded")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ", line), line
+    assert line.endswith("hub eose-hub reloaded")

@@ -67,6 +67,9 @@ SILO_LEAF = Kind(
         Column("Hub", "string", ".spec.hub", "FleetHub the leaf dials"),
         Column("Connected", "boolean", ".status.connected", "Leaf connected to the hub"),
         Column("Ready", "string", READY_COLUMN, "Ready condition"),
+        Column("Since", "date", ".status.connectedSince", "Connected since", priority=1),
+        Column("RTT", "string", ".status.rtt", "Round trip to the hub", priority=1),
+        Column("Hub Server", "string", ".status.hubServer", "Hub server holding the leaf", priority=1),
     ),
 )
 FLEET_STREAM = Kind(
@@ -99,6 +102,12 @@ SILO_INSTALL = Kind(
         Column("Phase", "string", ".status.phase", "Install phase"),
         Column("Progress", "string", ".status.progressText", "Steps done / total"),
         Column("Pods", "integer", ".status.result.pods", "Pods ready after install"),
+        # -o wide
+        Column("Attempt", "integer", ".status.attempt", "Attempt number", priority=1),
+        Column("Step", "string", ".status.progress.step", "Latest step the agent reported", priority=1),
+        Column("Request", "string", ".status.requestId", "requestId of the current attempt", priority=1),
+        Column("Started", "date", ".status.startedAt", "When the first attempt started", priority=1),
+        Column("Finished", "date", ".status.completedAt", "When it ended", priority=1),
     ),
 )
 

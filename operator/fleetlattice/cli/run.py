@@ -42,14 +42,20 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def configure_logging() -> None:
+    """Embedded kopf does not set up logging; its "Handler ... succeeded" lines are the audit trail. Each
+    line carries its time and, for an object's handlers, the object's namespace/name."""
+    kopf.configure(verbose=os.environ.get("FLEETLATTICE_VERBOSE") == "1", log_format=kopf.LogFormat.FULL,
+                   log_prefix=True)
+
+
 def run(*, namespaces: list[str], kubeconfig: str | None, address_mode: AddressMode, peering: str | None,
         liveness: str | None, metrics_port: int, priority: str = "0") -> None:
     if kubeconfig:
         # kopf's own login reads KUBECONFIG; the handlers' client loads it explicitly.
         os.environ["KUBECONFIG"] = kubeconfig
     load_config(kubeconfig)
-    # Embedded kopf does not set up logging; its "Handler ... succeeded" lines are the audit trail.
-    kopf.configure(verbose=os.environ.get("FLEETLATTICE_VERBOSE") == "1", log_format=kopf.LogFormat.PLAIN)
+    configure_logging()
     for module in HANDLER_MODULES:
         importlib.import_module(f"fleetlattice.handlers.{module}")
     rt = Runtime.build(Settings(hub_address=address_mode, metrics_port=metrics_port))
