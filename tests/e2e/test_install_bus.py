@@ -71,6 +71,11 @@ def wait_phase(kubectl: Kubectl, namespace: str, name: str, *phases: str, timeou
         raise
 
 
+def _event_reasons(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
+    events = kubectl.json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    return [e["reason"] for e in events["items"]]
+
+
 def _metric(samples: dict[str, float], name: str, **labels: str) -> float:
     wanted = [f'{k}="{v}"' for k, v in labels.items()]
     return sum(v for key, v in samples.items() if key.startswith(name + "{") and all(w in key for w in wanted))
@@ -106,6 +111,11 @@ def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl
     assert row.split()[1:5] == ["ct-fac", "v622", "Succeeded", "done"] and row.split()[5] == "6", row
     wait_for(lambda: condition(get(kubectl, "siloinstall", "ct-fac-v622", bus.namespace), "AgentConnected")
              .get("status") == "True", 30, "AgentConnected from the heartbeat")
+    # `kubectl describe` tells the story: the request, each step, the end.
+    wait_for(lambda: {"Requested", "Progress", "Succeeded"} <= set(_event_reasons(kubectl, bus.namespace,
+                                                                                   "ct-fac-v622")),
+             30, "the install's Events")
+    assert "LeafConnected" in _event_reasons(kubectl, bus.namespace, "ct-fac")
     after = operator.metrics()
     for name, labels in [
         ("fleetlattice_bus_messages_total", {"type": "progress", "outcome": "applied"}),

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from fleetlattice.logic.conditions import Cond, merge_conditions
+from fleetlattice.logic.conditions import Cond, condition_notices, merge_conditions
 from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
 from fleetlattice.logic.times import parse_time
 
@@ -20,6 +20,19 @@ def test_ready_is_first_and_others_are_kept() -> None:
     merged = merge_conditions([{"type": "Degraded", "status": "False", "reason": "Ok"}],
                               [Cond.true("Ready", "Up")], 1, now="t")
     assert [c["type"] for c in merged] == ["Ready", "Degraded"]
+
+
+def test_a_changed_status_or_reason_is_one_event_a_new_message_none() -> None:
+    connected = merge_conditions(None, [Cond.true("Connected", "LeafConnected", "rtt 1ms"),
+                                        Cond.true("Ready", "LeafConnected", "rtt 1ms")], 1)
+    (notice,) = condition_notices(None, connected)  # Ready follows Connected for the same reason: one Event
+    assert (notice.type, notice.reason) == ("Normal", "LeafConnected")
+    rtt = merge_conditions(connected, [Cond.true("Connected", "LeafConnected", "rtt 2ms")], 1)
+    assert condition_notices(connected, rtt) == []
+    dropped = merge_conditions(rtt, [Cond.false("Connected", "LeafNotConnected", "gone"),
+                                     Cond.false("Ready", "LeafNotConnected", "gone")], 1)
+    (notice,) = condition_notices(rtt, dropped)
+    assert notice.reason == "LeafNotConnected"
 
 
 def test_parse_go_nanosecond_times() -> None:

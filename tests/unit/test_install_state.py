@@ -6,6 +6,7 @@ import pytest
 
 from fleetlattice.api.siloinstall import HISTORY_LIMIT, SiloInstallSpec, SiloInstallStatus
 from fleetlattice.logic.install_state import (
+    adopt,
     apply_report,
     begin_attempt,
     begin_scrub,
@@ -16,6 +17,7 @@ from fleetlattice.logic.install_state import (
     request_for,
     retry_due,
     scrub_request,
+    transition_notices,
     unpublished,
 )
 
@@ -172,3 +174,30 @@ def test_agent_connected_condition_does_not_change_as_the_heartbeat_ages() -> No
     assert (agent.status, agent.reason) == ("True", "Heartbeat")
     lost = next(c for c in install_conditions(status, False, None) if c.type == "AgentConnected")
     assert (lost.status, lost.reason) == ("False", "NoHeartbeat")
+
+
+def test_a_request_published_by_hand_is_adopted_as_requested_with_nothing_to_publish() -> None:
+    status = adopt(SiloInstallStatus(), SPEC, "bus-41", 1, T0)
+    assert (status.phase, status.attempt, status.request_id, status.observed_generation) == ("Requested", 1,
+                                                                                            "bus-41", 1)
+    assert not unpublished(status) and not needs_new_attempt(status, 1)
+    assert "on the bus (bus-41)" in status.history[0].message
+    progressed = apply_report(status, SPEC, "progress", {"requestId": "bus-41", "step": "accepted"}, T0).status
+    assert progressed is not None and progressed.phase == "InProgress"
+
+
+def test_notices_tell_the_request_each_step_and_the_end_once() -> None:
+    start = begin_attempt(SiloInstallStatus(), SPEC, UID, 1, T0)
+    assert [n.reason for n in transition_notices(SiloInstallStatus(), start)] == ["Requested"]
+    published = mark_published(start, start.request_id)
+    assert published is not None and transition_notices(start, published) == []
+    step = {"requestId": start.request_id, "step": "pull", "index": 1, "total": 2, "message": "ok"}
+    pulled = apply_report(published, SPEC, "progress", step, T0).status
+    assert pulled is not None
+    assert [(n.type, n.reason) for n in transition_notices(published, pulled)] == [("Normal", "Progress")]
+    assert transition_notices(pulled, pulled) == []
+    failed = apply_report(pulled, SPEC, "failed", {"requestId": start.request_id, "step": "pull",
+                                                     "error": "image missing", "retryable": False}, T0).status
+    assert failed is not None
+    (notice,) = transition_notices(pulled, failed)
+    assert (notice.type, notice.reason, notice.message) == ("Warning", "Failed", "image missing")

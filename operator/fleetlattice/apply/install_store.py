@@ -12,10 +12,12 @@ from kubernetes.client.exceptions import ApiException
 from fleetlattice.api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInstallStatus
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
-from fleetlattice.logic.conditions import Cond, merge_conditions
-from fleetlattice.logic.install_state import dump
+from fleetlattice.logic.conditions import Cond, Notice, merge_conditions
+from fleetlattice.logic.install_state import dump, transition_notices
 
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
+# Posts a Kubernetes Event about the object (the handlers' layer supplies kopf's poster); never raises.
+Notify = Callable[[dict[str, Any], Notice], None]
 
 
 def _observe_transition(old: SiloInstallStatus, new: SiloInstallStatus) -> None:
@@ -30,8 +32,9 @@ class InstallStore:
     """Read-transform-write of one SiloInstall's status, serialised per install in this process and
     guarded by resourceVersion against anything else."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, notify: Notify | None = None) -> None:
         self.kube = kube
+        self.notify = notify
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -64,6 +67,9 @@ class InstallStore:
                         continue
                     raise
                 _observe_transition(status, new)
+                if self.notify is not None:
+                    for notice in transition_notices(status, new):
+                        self.notify(body, notice)
                 return new
             raise RuntimeError(f"SiloInstall {namespace}/{name}: status kept changing underneath, giving up")
 

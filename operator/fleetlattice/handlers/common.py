@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from fleetlattice.handlers.runtime import Runtime
-from fleetlattice.logic.conditions import Cond, merge_conditions
+from fleetlattice.logic.conditions import Cond, condition_notices, merge_conditions
 
 GROUP = "fleet.lattice.dev"
 HUBS = f"fleethubs.{GROUP}"
@@ -22,12 +22,16 @@ def runtime(memo: kopf.Memo) -> Runtime:
 
 
 def write_status(patch: kopf.Patch, body: kopf.Body, fields: dict[str, Any], conds: list[Cond]) -> None:
-    """Stage a status patch, only with what differs, so a steady state costs no API writes."""
+    """Stage a status patch, only with what differs, so a steady state costs no API writes. Each condition
+    that changes (a leaf connects or drops, a hub loads a new config, a stream is refused) is also an Event,
+    so `kubectl describe` and `kubectl get events` tell the story."""
     current = dict(body.get("status") or {})
     generation = body["metadata"].get("generation")
     desired = dict(fields)
     desired["observedGeneration"] = generation
     desired["conditions"] = merge_conditions(current.get("conditions"), conds, generation)
+    for notice in condition_notices(current.get("conditions"), desired["conditions"]):
+        kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)
     for key, value in desired.items():
         if current.get(key) != value:
             patch.status[key] = value

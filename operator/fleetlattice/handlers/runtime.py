@@ -3,7 +3,11 @@ and handed to kopf as its memo. Imports only downward (apply, clients, logic).""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Any
+
+import kopf
 
 from fleetlattice.apply.hub import HubState
 from fleetlattice.apply.install import InstallRequests
@@ -11,7 +15,15 @@ from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.apply.leaf import LeafState
 from fleetlattice.clients.hub_connections import AddressMode, HubConnections
 from fleetlattice.clients.kube import Kube
+from fleetlattice.logic.conditions import Notice
 from fleetlattice.logic.heartbeats import SiloHeartbeats
+
+
+def post_notice(obj: dict[str, Any], notice: Notice) -> None:
+    """A Kubernetes Event through kopf's poster (batched, off the caller's path). Outside a running operator
+    there is no poster, and an Event is never worth failing a status write for."""
+    with contextlib.suppress(LookupError, RuntimeError):
+        kopf.event(obj, type=notice.type, reason=notice.reason, message=notice.message)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class Runtime:
         connections = HubConnections(kube, settings.hub_address)
         heartbeats = SiloHeartbeats()
         hubs = HubState(kube)
-        store = InstallStore(kube)
+        store = InstallStore(kube, notify=post_notice)
         return cls(settings=settings, kube=kube, connections=connections, hubs=hubs,
                    leaves=LeafState(kube, hubs, heartbeats), store=store,
                    installs=InstallRequests(kube, connections, store, heartbeats), heartbeats=heartbeats)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from fleetlattice.logic.times import now_iso
 
@@ -54,6 +54,28 @@ def merge_conditions(
             **({"observedGeneration": generation} if generation is not None else {}),
         }
     return sorted(by_type.values(), key=lambda c: (c["type"] != "Ready", c["type"]))
+
+
+class Notice(NamedTuple):
+    """A Kubernetes Event for `kubectl describe` and `kubectl get events`."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def condition_notices(current: list[dict[str, Any]] | None, desired: list[dict[str, Any]]) -> list[Notice]:
+    """One Event per condition whose status or reason changes; a new message alone (an RTT, a count) is
+    not news, nor is a second condition changing for the same reason (Ready follows Connected). A Ready
+    that turns False is a Warning."""
+    before = {c["type"]: (c.get("status"), c.get("reason")) for c in current or []}
+    notices: dict[str, Notice] = {}
+    for c in desired:
+        if before.get(c["type"]) != (c["status"], c["reason"]):
+            kind = "Warning" if c["type"] == "Ready" and c["status"] == "False" else "Normal"
+            notices.setdefault(c["reason"] or c["type"],
+                               Notice(kind, c["reason"] or c["type"], f"{c['type']}={c['status']}: {c['message']}"))
+    return list(notices.values())
 
 
 def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from fleetlattice.api.siloinstall import (
     SiloInstallSpec,
     SiloInstallStatus,
 )
-from fleetlattice.logic.conditions import Cond, NotReady
+from fleetlattice.logic.conditions import Cond, Notice, NotReady
 
 ACTIVE_PHASES = frozenset({"Pending", "Requested", "InProgress"})
 BusOutcome = Literal["applied", "ignored-invalid", "unknown-request", "late"]
@@ -279,3 +279,28 @@ def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heart
 
 def dump(status: SiloInstallStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def transition_notices(old: SiloInstallStatus, new: SiloInstallStatus) -> list[Notice]:
+    """What an install's stored change tells a human: each new attempt, each step the agent reports, and how
+    it ended. Nothing for a change that is not one of these (conditions, heartbeat times)."""
+    notices: list[Notice] = []
+    if new.request_id and new.request_id != old.request_id:
+        notices.append(Notice("Normal", "Requested", f"attempt {new.attempt}: requestId {new.request_id}"))
+    progress = new.progress
+    if progress and progress.step and (old.progress is None or new.request_id != old.request_id
+                                       or (old.progress.step, old.progress.index) != (progress.step, progress.index)):
+        notices.append(Notice("Normal", "Progress", f"{progress.step} ({new.progress_text}): {progress.message}"))
+    if new.phase != old.phase and new.phase in FINAL_PHASES:
+        if new.phase == "Succeeded":
+            result = new.result
+            detail = f"pods={result.pods} health={result.health}" if result else ""
+            notices.append(Notice("Normal", "Succeeded", f"{new.result.version if result else ''} {detail}".strip()))
+        else:
+            error = new.last_error.error if new.last_error else ""
+            notices.append(Notice("Warning", new.phase, error or "no result within the attempt's timeout"))
+    elif new.phase != old.phase and new.phase == "Scrubbing":
+        notices.append(Notice("Normal", "Scrubbing", "asked the silo to remove the install"))
+    if new.scrubbed_at and not old.scrubbed_at:
+        notices.append(Notice("Normal", "Scrubbed", "the silo confirmed the scrub"))
+    return notices
