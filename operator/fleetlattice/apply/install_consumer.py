@@ -27,7 +27,7 @@ from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.metrics import BUS_MESSAGES
 from fleetlattice.logic.heartbeats import SiloHeartbeats
-from fleetlattice.logic.install_state import apply_report, install_conditions
+from fleetlattice.logic.install_state import adopt, apply_report, install_conditions
 from fleetlattice.logic.report_routing import InstallKey, Route, by_hand_install, route
 from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
@@ -195,8 +195,9 @@ class ReportConsumer:
             await msg.ack()
 
     async def _record_by_hand(self, msg: Any, r: Route) -> None:
-        """The agent accepted a request published by hand: record it as a SiloInstall, then take the report
-        again once the SiloInstall is indexed, where it applies like any other."""
+        """The agent accepted a request published by hand: record it as a SiloInstall and apply this first
+        report to it in the same step, so the record starts with what was accepted whatever order the
+        later reports (waiting for the SiloInstall to be indexed) come back in."""
         silo = msg.subject.split(".")[2]
         rid = r.payload["requestId"]
         try:
@@ -206,17 +207,25 @@ class ReportConsumer:
             self._count(r.kind, "ignored-invalid", msg.subject, f"request {rid} by hand cannot be recorded: {exc}")
             await msg.term()
             return
+        name = manifest["metadata"]["name"]
+
+        async def accepted(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
+            if not status.request_id:
+                status = adopt(status, spec, rid, body["metadata"]["generation"], utcnow())
+            return apply_report(status, spec, r.kind, r.payload, utcnow()).status or status
+
         try:
             await self.store.kube.apply(manifest)
+            await self.store.update(self.hub.namespace, name, accepted, lambda s: install_conditions(s, None, None))
         except Exception as exc:  # the API server is down or refuses: JetStream redelivers the report
             log.warning("SiloInstall for %s not recorded yet: %s", rid, exc)
             await msg.nak(delay=redelivery_delay(msg))
             return
         self._recorded = {k: t for k, t in self._recorded.items() if time.monotonic() - t < RECORD_MEMORY_SECONDS}
         self._recorded[rid] = time.monotonic()
-        log.info("recorded request %s published by hand as SiloInstall %s/%s", rid, self.hub.namespace,
-                 manifest["metadata"]["name"])
-        await msg.nak(delay=RECORD_WAIT_SECONDS)
+        log.info("recorded request %s published by hand as SiloInstall %s/%s", rid, self.hub.namespace, name)
+        self._count(r.kind, "applied", msg.subject, "")
+        await msg.ack()
 
     def _awaits_record(self, data: bytes) -> bool:
         with contextlib.suppress(ValueError, AttributeError, TypeError):
