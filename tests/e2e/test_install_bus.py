@@ -111,9 +111,9 @@ def test_install_succeeds_with_no_command_in_the_silo(bus: Hub, kubectl: Kubectl
     assert row.split()[1:5] == ["ct-fac", "v622", "Succeeded", "done"] and row.split()[5] == "6", row
     wait_for(lambda: condition(get(kubectl, "siloinstall", "ct-fac-v622", bus.namespace), "AgentConnected")
              .get("status") == "True", 30, "AgentConnected from the heartbeat")
-    # `kubectl describe` tells the story: the request, each step, the end.
-    wait_for(lambda: {"Requested", "Progress", "Succeeded"} <= set(_event_reasons(kubectl, bus.namespace,
-                                                                                   "ct-fac-v622")),
+    # `kubectl describe` tells the story: the request, the start, the end (the steps are in status.history).
+    wait_for(lambda: {"Requested", "Started", "Succeeded"} <= set(_event_reasons(kubectl, bus.namespace,
+                                                                                  "ct-fac-v622")),
              30, "the install's Events")
     assert "LeafConnected" in _event_reasons(kubectl, bus.namespace, "ct-fac")
     after = operator.metrics()

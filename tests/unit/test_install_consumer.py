@@ -52,9 +52,11 @@ class StatusApi:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     refuse: Callable[[dict[str, Any]], int | None] = lambda _status: None
     writes: int = 0
+    reads: int = 0
     conflicts_to_inject: int = 0
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        self.reads += 1
         obj = self.objects.get(name)
         return copy.deepcopy(obj) if obj else None
 
@@ -217,6 +219,22 @@ async def test_a_write_conflict_is_retried_without_a_redelivery(fleet: Fleet, co
 
     await eventually("the done to be stored", succeeded)
     assert await fleet.deliveries() == 1, "a 409 went back to JetStream instead of being retried in place"
+
+
+async def test_each_later_report_of_an_install_costs_one_request(fleet: Fleet, consuming: Callable[[], None]) -> None:
+    """The store starts the next change from what its last write returned: one PUT per report, no GET."""
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    consuming()
+    for index, kind in enumerate(("progress", "progress", "done"), 1):
+        await fleet.report("ct-fac", kind, {"requestId": rid, "step": f"s{index}", "index": index, "total": 3})
+
+        async def stored(n: int = index) -> bool:
+            return fleet.api.writes == n
+
+        await eventually(f"report {index} stored", stored)
+    assert fleet.api.phase("a") == "Succeeded"
+    assert fleet.api.reads == 1, f"{fleet.api.reads} reads for 3 reports"
 
 
 async def test_an_unstorable_report_is_terminated_and_the_rest_still_apply(

@@ -186,7 +186,7 @@ def test_a_request_published_by_hand_is_adopted_as_requested_with_nothing_to_pub
     assert progressed is not None and progressed.phase == "InProgress"
 
 
-def test_notices_tell_the_request_each_step_and_the_end_once() -> None:
+def test_notices_tell_the_request_the_start_and_the_end_once() -> None:
     start = begin_attempt(SiloInstallStatus(), SPEC, UID, 1, T0)
     assert [n.reason for n in transition_notices(SiloInstallStatus(), start)] == ["Requested"]
     published = mark_published(start, start.request_id)
@@ -194,8 +194,9 @@ def test_notices_tell_the_request_each_step_and_the_end_once() -> None:
     step = {"requestId": start.request_id, "step": "pull", "index": 1, "total": 2, "message": "ok"}
     pulled = apply_report(published, SPEC, "progress", step, T0).status
     assert pulled is not None
-    assert [(n.type, n.reason) for n in transition_notices(published, pulled)] == [("Normal", "Progress")]
-    assert transition_notices(pulled, pulled) == []
+    assert [(n.type, n.reason) for n in transition_notices(published, pulled)] == [("Normal", "Started")]
+    step2 = apply_report(pulled, SPEC, "progress", {**step, "step": "run", "index": 2}, T0).status
+    assert step2 is not None and transition_notices(pulled, step2) == []  # steps live in status.history
     failed = apply_report(pulled, SPEC, "failed", {"requestId": start.request_id, "step": "pull",
                                                      "error": "image missing", "retryable": False}, T0).status
     assert failed is not None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from fleetlattice.clients.metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
 from fleetlattice.logic.conditions import Cond, Notice, merge_conditions
 from fleetlattice.logic.install_state import dump, transition_notices
 
+# Last-written copies kept, one per install: a fleet's worth.
+WRITTEN_COPIES = 4096
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
 # Posts a Kubernetes Event about the object (the handlers' layer supplies kopf's poster); never raises.
 Notify = Callable[[dict[str, Any], Notice], None]
@@ -36,12 +39,23 @@ class InstallStore:
         self.kube = kube
         self.notify = notify
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # The object as this process's last status write returned it: the next change of that install starts
+        # from it instead of a GET (a report costs one request, not two). Stale when anyone else wrote since,
+        # which the resourceVersion check turns into a 409 and a fresh read. Bounded: oldest dropped first.
+        self._written: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     def forget(self, namespace: str, name: str) -> None:
-        """The SiloInstall is gone: its lock goes too (a map that only grows is a leak at fleet size)."""
+        """The SiloInstall is gone: its lock and copy go too (a map that only grows is a leak at fleet size)."""
+        self._written.pop((namespace, name), None)
         lock = self._locks.get((namespace, name))
         if lock is not None and not lock.locked():
             del self._locks[(namespace, name)]
+
+    def _remember(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+        self._written[key] = body
+        self._written.move_to_end(key)
+        while len(self._written) > WRITTEN_COPIES:
+            self._written.popitem(last=False)
 
     async def update(self, namespace: str, name: str, transform: Transform,
                      conditions: Callable[[SiloInstallStatus], list[Cond]] | None = None,
@@ -49,21 +63,26 @@ class InstallStore:
         """Returns the stored status, or None when nothing changed (no write) or the object is gone.
         `seen` is a recent copy of the object (kopf's body): when the transform changes nothing on it,
         no read is made at all, which is what keeps a timer over a thousand installs cheap."""
-        async with self._locks.setdefault((namespace, name), asyncio.Lock()):
+        key = (namespace, name)
+        async with self._locks.setdefault(key, asyncio.Lock()):
             if seen is not None and await _next_status(seen, transform, conditions) is None:
                 return None
+            body = self._written.pop(key, None)
             for _ in range(5):
-                body = await self.kube.get("SiloInstall", namespace, name)
+                if body is None:
+                    body = await self.kube.get("SiloInstall", namespace, name)
                 if body is None:
                     return None
                 change = await _next_status(body, transform, conditions)
                 if change is None:
+                    self._remember(key, body)
                     return None
                 status, new, body["status"] = change
                 try:
-                    await self.kube.replace_status(body)
+                    self._remember(key, await self.kube.replace_status(body))
                 except ApiException as exc:
-                    if exc.status == 409:
+                    if exc.status in (404, 409):  # changed or gone since this copy: read it again
+                        body = None
                         continue
                     raise
                 _observe_transition(status, new)

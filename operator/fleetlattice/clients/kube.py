@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +61,24 @@ def load_config(kubeconfig: str | None = None) -> None:
         config.load_kube_config(config_file=kubeconfig)
 
 
+# Calls in flight at once. The sync client runs each in a thread: asyncio's default pool has cpu+4 threads
+# (6 here) and urllib3 keeps cpu*5 connections, so 100 installs finishing together queued their status writes
+# six at a time (done -> Succeeded p99 5.2 s at n=100, bench/ installs).
+MAX_CONCURRENT_CALLS = 32
+
+
 class Kube:
-    """Async facade over one ApiClient. Every call runs in a thread."""
+    """Async facade over one ApiClient. Every call runs in a thread of its own pool."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
-        self.api = api_client or client.ApiClient()
+        if api_client is None:
+            configuration = client.Configuration.get_default_copy()
+            configuration.connection_pool_maxsize = MAX_CONCURRENT_CALLS
+            api_client = client.ApiClient(configuration)
+        self.api = api_client
         # Names the operator in API server audit logs (kopf's own requests say kopf/<version>).
         self.api.user_agent = USER_AGENT
+        self._threads = ThreadPoolExecutor(MAX_CONCURRENT_CALLS, thread_name_prefix="kube")
 
     async def _call(
         self,
@@ -93,7 +105,7 @@ class Kube:
                 raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
             return json.loads(data) if data else {}
 
-        return await asyncio.to_thread(call)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def apply(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
         """Server-side apply as the operator's field manager; forced, since these fields are ours."""

@@ -282,15 +282,14 @@ def dump(status: SiloInstallStatus) -> dict[str, Any]:
 
 
 def transition_notices(old: SiloInstallStatus, new: SiloInstallStatus) -> list[Notice]:
-    """What an install's stored change tells a human: each new attempt, each step the agent reports, and how
-    it ended. Nothing for a change that is not one of these (conditions, heartbeat times)."""
+    """What an install's stored change tells a human: each new attempt, that the agent started, and how it
+    ended. Not each step: those are in status.history, and at 100 installs finishing at once an Event per step
+    cost the API server enough to double done -> Succeeded (bench/ installs: p50 4.0 s -> 7.6 s)."""
     notices: list[Notice] = []
     if new.request_id and new.request_id != old.request_id:
         notices.append(Notice("Normal", "Requested", f"attempt {new.attempt}: requestId {new.request_id}"))
-    progress = new.progress
-    if progress and progress.step and (old.progress is None or new.request_id != old.request_id
-                                       or (old.progress.step, old.progress.index) != (progress.step, progress.index)):
-        notices.append(Notice("Normal", "Progress", f"{progress.step} ({new.progress_text}): {progress.message}"))
+    if new.phase == "InProgress" and old.phase != "InProgress" and new.progress:
+        notices.append(Notice("Normal", "Started", f"the silo's agent reports {new.progress.step}"))
     if new.phase != old.phase and new.phase in FINAL_PHASES:
         if new.phase == "Succeeded":
             result = new.result
