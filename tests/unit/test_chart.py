@@ -236,7 +236,8 @@ def _check_operator_rules(rule_list: list[dict[str, Any]]) -> None:
         elif kind == "Pod":
             assert verbs == {"get", "list", "watch", "patch"}  # patch: the hub servers' config-hash annotation
         elif group == "fleet.lattice.dev":
-            assert verbs == {"get", "list", "watch", "patch"}
+            # SiloInstall: the operator records requests published by hand (a creating server-side apply).
+            assert verbs == {"get", "list", "watch", "patch"} | ({"create"} if kind == "SiloInstall" else set())
             assert grants(rule_list, group, f"{resource.plural}/status") == {"get", "patch", "update"}
             assert grants(rule_list, group, f"{resource.plural}/finalizers") == {"update"}
         else:

@@ -14,8 +14,13 @@ No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
 */}}
 {{- define "fleet-lattice.namespacedRules" -}}
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs, siloleaves, fleetstreams, siloinstalls]
+  resources: [fleethubs, siloleaves, fleetstreams]
   verbs: [get, list, watch, patch]
+- apiGroups: [fleet.lattice.dev]
+  resources: [siloinstalls]
+  # create: a request published by hand on the bus is recorded as a SiloInstall (server-side apply that
+  # creates an object is authorized as create too)
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [fleet.lattice.dev]
   resources: [fleethubs/status, siloleaves/status, fleetstreams/status, siloinstalls/status]
   verbs: [get, patch, update]
