@@ -76,6 +76,15 @@ class StatusApi:
         stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
         return copy.deepcopy(stored)
 
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply, as far as the consumer uses it: creates the object (no status) or keeps it."""
+        name = obj["metadata"]["name"]
+        if name not in self.objects:
+            self.objects[name] = {**copy.deepcopy(obj), "status": {}, "metadata": {
+                **obj["metadata"], "uid": f"{name:0>8}-0000-4000-8000-000000000000"[:36], "generation": 1,
+                "resourceVersion": "1"}}
+        return copy.deepcopy(self.objects[name])
+
     def add(self, name: str, silo: str) -> str:
         uid = f"{name:0>8}-0000-4000-8000-000000000000"[:36]
         rid = request_id(uid, 1, 1)
@@ -235,6 +244,29 @@ async def test_each_later_report_of_an_install_costs_one_request(fleet: Fleet, c
         await eventually(f"report {index} stored", stored)
     assert fleet.api.phase("a") == "Succeeded"
     assert fleet.api.reads == 1, f"{fleet.api.reads} reads for 3 reports"
+
+
+async def test_only_a_request_that_is_on_the_bus_is_recorded_as_a_siloinstall(
+        fleet: Fleet, consuming: Callable[[], None]) -> None:
+    """The agent's `accepted` report makes the operator record a request published by hand; a silo claiming
+    one that is not on FLEET_INSTALL, or another silo's, must not create anything (or any silo could fill
+    the namespace with SiloInstalls)."""
+    await fleet.create_install_stream()
+    seq = (await fleet.js.publish("fleet.install.ct-fac.request", b'{"v":"v622"}')).seq
+    consuming()
+    accepted = {"step": "accepted", "request": {"version": "v622", "params": {}}}
+    await fleet.report("msclo", "progress", {**accepted, "requestId": f"bus-{seq}"})
+    await fleet.report("ct-fac", "progress", {**accepted, "requestId": f"bus-{seq + 100}"})
+    await fleet.report("ct-fac", "progress", {**accepted, "requestId": f"bus-{seq}"})
+
+    async def all_handled() -> bool:
+        info = await fleet.operator_consumer()
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually("every report handled", all_handled)
+    assert set(fleet.api.objects) == {f"ct-fac-bus-{seq}"}
+    status = fleet.api.objects[f"ct-fac-bus-{seq}"]["status"]
+    assert (status["requestId"], status["phase"], status["attempt"]) == (f"bus-{seq}", "InProgress", 1)
 
 
 async def test_an_unstorable_report_is_terminated_and_the_rest_still_apply(

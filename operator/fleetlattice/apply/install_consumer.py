@@ -12,8 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from nats.js.errors import NotFoundError
 
-from fleetlattice.api.bus import AGENT_STATE_ASPECT, INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET
+from fleetlattice.api.bus import (
+    AGENT_STATE_ASPECT,
+    BUS_REQUEST_PREFIX,
+    INSTALL_STREAM,
+    OPERATOR_DURABLE,
+    STATE_BUCKET,
+    install_subject,
+)
 from fleetlattice.api.messages import AcceptedRequest, SiloState
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_jetstream import (
@@ -208,6 +216,18 @@ class ReportConsumer:
             await msg.term()
             return
         name = manifest["metadata"]["name"]
+        try:
+            asked = await self._published_by_hand(silo, rid)
+        except Exception as exc:  # the hub is not reachable: JetStream redelivers the report
+            log.warning("request %s by hand not checked yet: %s", rid, exc)
+            await msg.nak(delay=redelivery_delay(msg))
+            return
+        if not asked:
+            # Only the hub side can publish requests; a silo claiming one that is not on the bus is refused,
+            # or any silo could fill the namespace with SiloInstalls.
+            self._count(r.kind, "ignored-invalid", msg.subject, f"no request {rid} published by hand for {silo}")
+            await msg.term()
+            return
 
         async def accepted(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
             if not status.request_id:
@@ -226,6 +246,22 @@ class ReportConsumer:
         log.info("recorded request %s published by hand as SiloInstall %s/%s", rid, self.hub.namespace, name)
         self._count(r.kind, "applied", msg.subject, "")
         await msg.ack()
+
+    async def _published_by_hand(self, silo: str, rid: str) -> bool:
+        """Whether `rid` names a request without requestId for `silo` that is on FLEET_INSTALL: the agent acks
+        it only once its final report is stored, so while its `accepted` report is handled it is still there."""
+        sequence = rid.removeprefix(BUS_REQUEST_PREFIX)
+        if not sequence.isdigit():
+            return False
+        try:
+            stored = await (await jetstream(self.hubs, self.hub)).get_msg(INSTALL_STREAM, int(sequence))
+        except NotFoundError:
+            return False
+        if stored.subject != install_subject(silo, "request"):
+            return False
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            return "requestId" not in json.loads(stored.data or b"")
+        return False
 
     def _awaits_record(self, data: bytes) -> bool:
         with contextlib.suppress(ValueError, AttributeError, TypeError):
