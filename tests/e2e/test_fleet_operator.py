@@ -116,8 +116,8 @@ async def test_in_cluster_leaf_admits_only_the_silos_local_nkey(fleet: Hub, kube
     for seed in (None, fleet.silo_seed("ct-fac"), fleet.local_seed("msclo")):
         options = {"nkeys_seed_str": seed} if seed else {}
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-            await nats.connect(url, allow_reconnect=False, connect_timeout=5, **options)
-    nc = await nats.connect(url, nkeys_seed_str=fleet.local_seed("ct-fac"), connect_timeout=5,
+            await nats.connect(url, allow_reconnect=False, connect_timeout=15, **options)
+    nc = await nats.connect(url, nkeys_seed_str=fleet.local_seed("ct-fac"), connect_timeout=15,
                             inbox_prefix=b"_INBOX_ct-fac")
     try:
         await nc.flush(timeout=5)
