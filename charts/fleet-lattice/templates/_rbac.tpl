@@ -14,7 +14,7 @@ No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
 */}}
 {{- define "fleet-lattice.namespacedRules" -}}
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs, siloleaves, fleetstreams]
+  resources: [fleethubs, siloleaves, fleetstreams, fleetusers]
   verbs: [get, list, watch, patch]
 - apiGroups: [fleet.lattice.dev]
   resources: [siloinstalls]
@@ -22,10 +22,11 @@ No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
   # creates an object is authorized as create too)
   verbs: [get, list, watch, create, patch]
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, siloinstalls/status]
+  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, siloinstalls/status, fleetusers/status]
   verbs: [get, patch, update]
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs/finalizers, siloleaves/finalizers, fleetstreams/finalizers, siloinstalls/finalizers]
+  resources: [fleethubs/finalizers, siloleaves/finalizers, fleetstreams/finalizers, siloinstalls/finalizers,
+              fleetusers/finalizers]
   verbs: [update]
 - apiGroups: [""]
   resources: [configmaps, secrets, services]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.apply.credentials import CredentialSecrets
 from fleetlattice.apply.hub import HubState
 from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import Cond, NotReady, owner_reference
-from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.leaf_status import leaf_status
 from fleetlattice.render.leaf import render_leaf_manifests
@@ -24,46 +23,15 @@ class LeafState:
     """The SiloLeaf side of the operator: applies a leaf's credential, hub user and workload, and reads
     its status from what the hub state and the heartbeat watch already hold."""
 
-    def __init__(self, kube: Kube, hubs: HubState, heartbeats: SiloHeartbeats) -> None:
-        self.kube, self.hubs, self.heartbeats = kube, hubs, heartbeats
-        self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-    def _credential_lock(self, namespace: str, secret: str) -> asyncio.Lock:
-        """Serialises read-or-generate of one credential: a SiloLeaf's create handler and its resync timer
-        can run at once, and two generated credentials would rotate it (leaf roll, hub reload)."""
-        return self._credential_locks.setdefault((namespace, secret), asyncio.Lock())
+    def __init__(self, kube: Kube, hubs: HubState, heartbeats: SiloHeartbeats, credentials: CredentialSecrets) -> None:
+        self.kube, self.hubs, self.heartbeats, self.credentials = kube, hubs, heartbeats, credentials
 
     def forget(self, namespace: str, silo: str) -> None:
         """The SiloLeaf is gone: nothing of it stays in memory."""
         ref = SiloRef(silo)
         for secret in (ref.credentials_secret, ref.local_secret):
-            self._credential_locks.pop((namespace, secret), None)
+            self.credentials.forget(namespace, secret)
         self.heartbeats.forget(namespace, silo)
-
-    async def _ensure_credential(self, body: dict[str, Any], secret_name: str, user: str,
-                                 labels: dict[str, str]) -> Credential:
-        """Generate an NKey once and keep it in `secret_name`. Deleting the Secret rotates it: a new one is
-        made here, the hub (or the leaf) takes the new public key and the leaf Deployment rolls. A Secret of
-        an older release (a password, no seed) is replaced the same way: that is the migration, and
-        server-side apply drops the keys this manager no longer writes."""
-        namespace = body["metadata"]["namespace"]
-        async with self._credential_lock(namespace, secret_name):
-            secret = await self.kube.get("Secret", namespace, secret_name)
-            data = (secret or {}).get("data", {})
-            cred = Credential.from_secret(data)
-            if cred is None or cred.user != user:
-                cred = Credential.generate(user)
-            wanted = cred.secret_data()
-            if secret is None or set(data) != set(wanted) or any(data.get(k) != v for k, v in wanted.items()):
-                await self.kube.apply({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner_reference(body)]},
-                    "data": wanted,
-                })
-        return cred
 
     async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
@@ -79,8 +47,8 @@ class LeafState:
         hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
         silo = SiloRef(spec.silo)
-        cred = await self._ensure_credential(body, silo.credentials_secret, spec.silo, silo.labels)
-        local = await self._ensure_credential(body, silo.local_secret, silo.local_user, silo.labels)
+        cred = await self.credentials.ensure(body, silo.credentials_secret, spec.silo, silo.labels)
+        local = await self.credentials.ensure(body, silo.local_secret, silo.local_user, silo.labels)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)

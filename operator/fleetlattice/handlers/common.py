@@ -14,6 +14,7 @@ HUBS = f"fleethubs.{GROUP}"
 LEAVES = f"siloleaves.{GROUP}"
 STREAMS = f"fleetstreams.{GROUP}"
 INSTALLS = f"siloinstalls.{GROUP}"
+USERS = f"fleetusers.{GROUP}"
 
 
 def runtime(memo: kopf.Memo) -> Runtime:

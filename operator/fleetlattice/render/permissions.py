@@ -8,7 +8,7 @@ connection in that same direction (verified with real servers in test_render_run
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from fleetlattice.api.bus import (
     INSTALL_STREAM,
@@ -25,15 +25,16 @@ from fleetlattice.api.bus import (
 from fleetlattice.api.siloleaf import ExtraPermissions
 
 
-class _AllowList(TypedDict):
+class SubjectList(TypedDict):
     allow: list[str]
+    deny: NotRequired[list[str]]
 
 
 class Permissions(TypedDict):
-    """The `permissions` map of a nats-server user."""
+    """The `permissions` map of a nats-server user. An empty allow list allows everything but the deny list."""
 
-    publish: _AllowList
-    subscribe: _AllowList
+    publish: SubjectList
+    subscribe: SubjectList
 
 
 def _publish(silo: str) -> list[str]:
