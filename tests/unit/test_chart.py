@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleetlattice.api.kinds import KINDS
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.kube import RESOURCES
 from fleetlattice.render.hub_conf import render_hub_conf, restart_hash
@@ -125,7 +126,7 @@ def test_helm_lint(helm: Callable[..., subprocess.CompletedProcess[str]], varian
 def test_crds_render_with_include_crds(helm: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     out = helm("template", "x", str(CHART), "--include-crds").stdout
     names = {d["metadata"]["name"] for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"}
-    assert names == {f"{p}.fleet.lattice.dev" for p in ("fleethubs", "siloleaves", "fleetstreams", "siloinstalls")}
+    assert names == {f"{k.plural}.fleet.lattice.dev" for k in KINDS}
 
 
 @pytest.mark.parametrize(
