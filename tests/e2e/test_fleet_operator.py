@@ -377,3 +377,55 @@ async def test_a_deleted_silo_takes_its_agent_consumer_with_it(fleet: Hub, kubec
         await async_wait_for(gone, 60, "agent-delta deleted with its silo")
     finally:
         await nc.close()
+
+
+async def test_the_seeds_leaf_names_work_verbatim(fleet: Hub, kubectl: Kubectl) -> None:
+    """Seed 000's mrcp-agent dials nats://nats-leaf.eose-entry.svc.cluster.local:4222: the leaf runs in the silo's
+    namespace under the Service name its apps use, never taking over a Service it did not make, and goes with
+    its SiloLeaf."""
+    silo_ns = create_namespace(kubectl, "eose-entry")
+    try:
+        theirs = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nats-leaf"},
+                  "spec": {"ports": [{"port": 4222}], "selector": {"app": "someone-elses"}}}
+        kubectl("apply", "-n", silo_ns, "-f", "-", input=json.dumps(theirs))
+        leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "epsilon"},
+                "spec": {"silo": "epsilon", "hub": fleet.name,
+                         "leaf": {"namespace": silo_ns, "serviceName": "nats-leaf"}}}
+        kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+        wait_for(lambda: condition(get(kubectl, "siloleaf", "epsilon", fleet.namespace), "Ready").get("reason")
+                 == "LeafNameTaken", 60, "epsilon refused: nats-leaf is someone else's")
+        kubectl("delete", "service", "nats-leaf", "-n", silo_ns)
+        wait_for(lambda: get(kubectl, "siloleaf", "epsilon", fleet.namespace)["status"].get("connected"), 180,
+                 "epsilon's leaf in the silo namespace connected")
+        status = get(kubectl, "siloleaf", "epsilon", fleet.namespace)["status"]
+        assert status["leafUrl"] == f"nats://nats-leaf.{silo_ns}.svc.cluster.local:4222"
+
+        operator = await fleet.connect_operator()
+        seed = secret_value(kubectl, silo_ns, "siloleaf-epsilon-local", "seed")
+        app = await nats.connect(service_url(kubectl, silo_ns, "nats-leaf"), nkeys_seed_str=seed, connect_timeout=15,
+                                 allow_reconnect=False)
+        try:
+            boot = await operator.subscribe("fleet.events.epsilon.boot")
+            await operator.flush()
+
+            async def delivered() -> bool:
+                await app.publish("fleet.events.epsilon.boot", b'{"event":"boot"}')
+                await app.flush()
+                try:
+                    await boot.next_msg(1)
+                except nats.errors.TimeoutError:
+                    return False
+                return True
+
+            # Interest crosses the leafnode asynchronously: publish until the hub side has it.
+            await async_wait_for(delivered, 60, "an app in the silo namespace reaching the hub through nats-leaf")
+        finally:
+            await app.close()
+            await operator.close()
+
+        kubectl("delete", "siloleaf", "epsilon", "-n", fleet.namespace, "--timeout=60s")
+        left = kubectl("get", "deployment,service,configmap,secret,networkpolicy", "-n", silo_ns,
+                       "-l", "fleet.lattice.dev/silo=epsilon", "-o", "name").stdout.split()
+        assert left == [], f"left behind in {silo_ns}: {left}"
+    finally:
+        delete_namespace(kubectl, silo_ns)

@@ -138,7 +138,7 @@ async def test_the_ingest_user_consumes_the_durable_the_operator_made(fleet: Hub
 
 def _cli_context(fleet: Hub, kubeconfig: Path, directory: Path, user: str) -> tuple[dict[str, Any], str]:
     """`fleetlattice user context`, then the context it wrote and the seed that context points at."""
-    subprocess.run([sys.executable, "-m", "fleetlattice", "user", "context", user, "-n", fleet.namespace,
+    subprocess.run([sys.executable, "-m", "fleetlattice.cli", "user", "context", user, "-n", fleet.namespace,
                     "--server", fleet.url, "--nats-config", str(directory), "--kubeconfig", str(kubeconfig)],
                    check=True, capture_output=True, timeout=60)
     context = json.loads((directory / "context" / f"{user}.json").read_text())

@@ -8,7 +8,16 @@ from typing import Literal
 from pydantic import Field
 
 from fleetlattice.api import defaults
-from fleetlattice.api.base import ApiModel, ObjectName, Rule, SiloName, StatusBase, Subject, silo_field
+from fleetlattice.api.base import (
+    ApiModel,
+    DnsLabel,
+    ObjectName,
+    Rule,
+    SiloName,
+    StatusBase,
+    Subject,
+    silo_field,
+)
 from fleetlattice.api.bus import SHARED_SUBJECT_PREFIXES, SILO_OWNED_WORDS, silo_subject_prefixes
 
 MAX_EXTRA_SUBJECTS = 32
@@ -50,6 +59,15 @@ class LeafWorkload(ApiModel):
         "(fleetlattice leaf export) to apply in the silo's own cluster.",
     )
     image: str = Field(defaults.NATS_IMAGE, min_length=1, description="Leaf nats-server image.")
+    namespace: DnsLabel | None = Field(
+        None, description="Namespace the leaf runs in, with the Secret its silo's own clients sign in with "
+        "(default: the SiloLeaf's). The seed's leaf runs beside its apps: eose-entry. The operator must be "
+        "allowed to manage that namespace; what it puts there is deleted with the SiloLeaf.",
+    )
+    service_name: DnsLabel | None = Field(
+        None, description="Name of the leaf's Service (default: <silo>-leaf); the seed's is nats-leaf, so apps "
+        "reach nats://nats-leaf.eose-entry.svc.cluster.local:4222.",
+    )
 
 
 class SiloLeafSpec(ApiModel):
@@ -82,3 +100,5 @@ class SiloLeafStatus(StatusBase):
         None, description="Last state the silo's agent wrote to FLEET_STATE (refreshed at most every 30s)."
     )
     installed_version: str = Field("", description="Version the silo's agent reports as installed.")
+    leaf_namespace: str = Field("", description="Namespace the in-cluster leaf runs in.")
+    leaf_url: str = Field("", description="Where the silo's agent and apps connect: the leaf's Service.")

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fleetlattice.clients.kube import Kube
-from fleetlattice.logic.conditions import owner_reference
+from fleetlattice.logic.conditions import ownership
 from fleetlattice.logic.credentials import Credential
 
 
@@ -26,12 +26,13 @@ class CredentialSecrets:
         self._locks.pop((namespace, secret), None)
 
     async def ensure(self, owner: dict[str, Any], secret_name: str, user: str, labels: dict[str, str],
-                     extra: dict[str, str] | None = None) -> Credential:
-        """Generate an NKey once and keep it in `secret_name`, owned by `owner`, with `extra` Secret.data
-        beside it. Deleting the Secret rotates it: a new one is made here and the hub (or the leaf) takes the
-        new public key. A Secret of an older release (a password, no seed) is replaced the same way: that is
-        the migration, and server-side apply drops the keys this manager no longer writes."""
-        namespace = owner["metadata"]["namespace"]
+                     extra: dict[str, str] | None = None, namespace: str | None = None) -> Credential:
+        """Generate an NKey once and keep it in `secret_name` (in `namespace`, default the owner's), owned by
+        `owner`, with `extra` Secret.data beside it. Deleting the Secret rotates it: a new one is made here and
+        the hub (or the leaf) takes the new public key. A Secret of an older release (a password, no seed) is
+        replaced the same way: that is the migration, and server-side apply drops the keys this manager no
+        longer writes."""
+        namespace = namespace or owner["metadata"]["namespace"]
         async with self._lock(namespace, secret_name):
             secret = await self.kube.get("Secret", namespace, secret_name)
             data = (secret or {}).get("data", {})
@@ -45,7 +46,7 @@ class CredentialSecrets:
                     "kind": "Secret",
                     "type": "Opaque",
                     "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner_reference(owner)]},
+                                 **ownership(owner, namespace)},
                     "data": wanted,
                 })
         return cred

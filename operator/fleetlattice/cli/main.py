@@ -34,7 +34,7 @@ def _cmd_leaf_export(args: argparse.Namespace) -> int:
 
     load_config(args.kubeconfig)
     try:
-        text = asyncio.run(export_bundle(Kube(), args.namespace, args.name, args.target_namespace or args.namespace))
+        text = asyncio.run(export_bundle(Kube(), args.namespace, args.name, args.target_namespace))
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = leaf.add_parser("export", help="print the bundle an External silo applies in its own cluster")
     export.add_argument("name", help="SiloLeaf name")
     export.add_argument("--namespace", "-n", default="default", help="namespace of the SiloLeaf")
-    export.add_argument("--target-namespace", help="namespace in the silo's cluster (default: same)")
+    export.add_argument("--target-namespace", help="namespace in the silo's cluster (default: the SiloLeaf's "
+                                                          "spec.leaf.namespace, else its own)")
     export.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
     export.set_defaults(func=_cmd_leaf_export)
 

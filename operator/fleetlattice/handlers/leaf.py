@@ -72,7 +72,19 @@ async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Me
         rt = runtime(memo)
         silo, hub = body["spec"]["silo"], body["spec"]["hub"]
         if not leaf_claims.get((namespace, silo)):  # a duplicate SiloLeaf going leaves the owner's consumer
-            rt.leaves.forget(namespace, silo)
+            rt.leaves.forget(namespace, silo, (body["spec"].get("leaf") or {}).get("namespace"))
             # Before the render: one JetStream call that must not queue behind (or fail with) hub renders.
             await rt.installs.retire_silo(namespace, hub, silo)
         await rt.hubs.sync(namespace, hub)
+
+
+def _leaf_elsewhere(spec: kopf.Spec, namespace: str, **_: object) -> bool:
+    placed = (spec.get("leaf") or {}).get("namespace")
+    return bool(placed) and placed != namespace
+
+
+# Only a SiloLeaf whose leaf runs in another namespace gets a finalizer (kopf matches `when` before adding it):
+# an owner reference cannot cross namespaces, so nothing else would remove what it put there.
+@kopf.on.delete(LEAVES, when=_leaf_elsewhere)
+async def leaf_elsewhere_deleted(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    await runtime(memo).leaves.remove_children(dict(body), SiloLeafSpec.model_validate(dict(body["spec"])))
