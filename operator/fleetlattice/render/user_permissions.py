@@ -75,6 +75,8 @@ def user_permissions(name: str, spec: FleetUserSpec) -> Permissions:
     subscribe = [f"{user_inbox_prefix(name)}.>"]
     if "Observer" in spec.roles:
         subscribe.append("fleet.>")
+        # `nats stream ls`, `nats kv ls`: names and configs of every stream, never their messages.
+        publish += [f"{_API}.STREAM.NAMES", f"{_API}.STREAM.LIST"]
     if "Installer" in spec.roles:
         for silo in spec.silos or ["*"]:
             publish += [install_subject(silo, kind) for kind in REQUEST_KINDS]
