@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import USERS, runtime, write_status
+from fleetlattice.handlers.common import USERS, converge, runtime
 from fleetlattice.logic.claims import oldest_claimant
-from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.conditions import Cond, NotReady
 
 
 @kopf.index(USERS)
@@ -25,7 +27,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
                      retry: bool) -> None:
     spec = FleetUserSpec.model_validate(dict(body["spec"]))
     meta = body["metadata"]
-    try:
+
+    async def work() -> tuple[dict[str, Any], list[Cond]]:
         if spec.ingest:
             key = (meta["namespace"], spec.hub, spec.ingest.stream, spec.ingest.durable)
             owner = oldest_claimant(ingest_claims.get(key, ()), meta["name"])
@@ -33,13 +36,9 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
                 raise NotReady("DuplicateConsumer", f"durable {spec.ingest.durable} on stream {spec.ingest.stream} "
                                f"already belongs to FleetUser {owner}")
         async with reconciling("FleetUser"):
-            fields, conds = await runtime(memo).users.apply(dict(body), spec)
-    except NotReady as exc:
-        write_status(patch, body, {}, [exc.condition()])
-        if retry:
-            raise kopf.TemporaryError(str(exc), delay=10) from exc
-        return
-    write_status(patch, body, fields, conds)
+            return await runtime(memo).users.apply(dict(body), spec)
+
+    await converge(patch, body, work, retry=retry, delay=10)
 
 
 @kopf.on.resume(USERS)
