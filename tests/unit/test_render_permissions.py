@@ -106,7 +106,7 @@ def test_extras_are_appended_once() -> None:
 
 
 def test_a_silo_writes_only_its_own_key_its_agents_and_its_declared_aspects() -> None:
-    """No wildcard under the silo's state: its footprint in FLEET_STATE is a count of keys (README, Security)."""
+    """No wildcard under the silo's state: its footprint in FLEET_STATE is a count of keys (README, Footprint)."""
     assert allowed("ct-fac", "publish", "fleet.state.ct-fac.agent")
     for subject in ("fleet.state.ct-fac.disk", "$KV.FLEET_STATE.ct-fac.disk", "fleet.state.ct-fac.gpu.x",
                     "$KV.FLEET_STATE.ct-fac.gpu.x"):

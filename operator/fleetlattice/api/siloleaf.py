@@ -18,7 +18,7 @@ from fleetlattice.api.bus import (
 
 MAX_EXTRA_SUBJECTS = 32
 # With the silo's own key and the agent's, a silo writes at most MAX_STATE_ASPECTS + 2 keys of FLEET_STATE, so its
-# footprint there is bounded: keys x the bucket's history x its maxMsgSize (README, Security).
+# footprint there is bounded: keys x the bucket's history x its maxMsgSize (README, SiloLeaf, Footprint).
 MAX_STATE_ASPECTS = 8
 _EXTRA_SCOPE = (
     "subjects under the silo's own fleet.<silo>. or fleet.{" + ",".join(SILO_OWNED_WORDS) + "}.<silo>., or under "
