@@ -29,7 +29,8 @@ RESERVED_SILO_NAMES: Final = (
 # Where a SiloLeaf's extra permissions may reach: the silo's own subjects (fleet.<word>.<silo>.> and
 # fleet.<silo>.>) and the fleet-wide subjects of the seeds that any silo may use. Never `>`, `$JS.>` or
 # another silo's subjects, which would undo the silo's isolation.
-SILO_OWNED_WORDS: Final = ("events", "state", "mdsms", "arc")
+# Not `state`: the state keys a silo writes are bounded by its declared aspects (SiloLeaf stateAspects).
+SILO_OWNED_WORDS: Final = ("events", "mdsms", "arc")
 SHARED_SUBJECT_PREFIXES: Final = ("fleet.campfire.", "fleet.lean.proof.")
 
 
@@ -65,6 +66,8 @@ def parse_report_subject(subject: str) -> tuple[str, ReportKind] | None:
 # The agent's heartbeat is its own aspect of the silo's state: key `<silo>` is the silo's own publishers'
 # (the seed's mrcp-agent puts pods and health there), which a heartbeat every few seconds would overwrite.
 AGENT_STATE_ASPECT: Final = "agent"
+# The aspects a silo may write when its SiloLeaf declares none (the seeds' gpu and memory).
+DEFAULT_STATE_ASPECTS: Final = ("gpu", "memory")
 
 
 def agent_state_key(silo: str) -> str:

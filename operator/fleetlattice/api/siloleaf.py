@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from fleetlattice.api import defaults
 from fleetlattice.api.base import (
@@ -18,13 +18,23 @@ from fleetlattice.api.base import (
     Subject,
     silo_field,
 )
-from fleetlattice.api.bus import SHARED_SUBJECT_PREFIXES, SILO_OWNED_WORDS, silo_subject_prefixes
+from fleetlattice.api.bus import (
+    DEFAULT_STATE_ASPECTS,
+    SHARED_SUBJECT_PREFIXES,
+    SILO_OWNED_WORDS,
+    silo_subject_prefixes,
+)
 
 MAX_EXTRA_SUBJECTS = 32
+# With the silo's own key and the agent's, a silo writes at most MAX_STATE_ASPECTS + 2 keys of FLEET_STATE, so its
+# footprint there is bounded: keys x the bucket's history x its maxMsgSize (README, SiloLeaf, Footprint).
+MAX_STATE_ASPECTS = 8
 _EXTRA_SCOPE = (
-    "subjects under the silo's own fleet.<silo>. or fleet.{events,state,mdsms,arc}.<silo>., or under "
-    + " or ".join(SHARED_SUBJECT_PREFIXES)
+    "subjects under the silo's own fleet.<silo>. or fleet.{" + ",".join(SILO_OWNED_WORDS) + "}.<silo>., or under "
+    + " or ".join(SHARED_SUBJECT_PREFIXES) + " (state keys: stateAspects)"
 )
+# One NATS token, short: the key <silo>.<aspect>.
+StateAspect = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$", max_length=32)]
 
 
 class ExtraPermissions(ApiModel):
@@ -35,6 +45,10 @@ class ExtraPermissions(ApiModel):
                                    description="Extra subjects the silo may publish.")
     subscribe: list[Subject] = Field(default_factory=list, max_length=MAX_EXTRA_SUBJECTS,
                                      description="Extra subjects the silo may receive.")
+    state_aspects: list[StateAspect] = Field(
+        list(DEFAULT_STATE_ASPECTS), max_length=MAX_STATE_ASPECTS,
+        description="FLEET_STATE keys <silo>.<aspect> the silo may write (fleet.state.<silo>.<aspect>), besides "
+        "its own key <silo> and its agent's <silo>.agent. Any other key of the silo is denied.")
 
 
 def _prefix_cel(var: str) -> str:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
@@ -132,15 +130,8 @@ async def _nudge_servers(kube: Kube, hub: HubRef, config_hash: str) -> None:
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             continue
-        try:
-            annotations = {CONFIG_HASH_ANNOTATION: config_hash}
-            await kube.apply({"apiVersion": "v1", "kind": "Pod",
-                              "metadata": {"name": meta["name"], "namespace": hub.namespace,
-                                           "annotations": annotations}})
-        except ApiException as exc:
-            # Gone since the list (its replacement mounts the new config): the apply would try to create it.
-            if exc.status not in (404, 422):
-                raise
+        # False when it went since the list: its replacement mounts the new config anyway.
+        await kube.annotate("Pod", hub.namespace, meta["name"], {CONFIG_HASH_ANNOTATION: config_hash})
 
 
 @dataclass
