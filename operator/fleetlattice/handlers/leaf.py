@@ -35,6 +35,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
         if retry:
             raise kopf.TemporaryError(str(exc), delay=10) from exc
         return
+    await runtime(memo).installs.enlist_silo(body["metadata"]["namespace"], spec.hub, spec.silo)
     fields, conds = leaves.observe(dict(body), spec, secret)
     write_status(patch, body, fields, conds)
 
