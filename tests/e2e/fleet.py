@@ -4,6 +4,7 @@ kubectl, and NATS clients that reach the hub from the host by its Service's Clus
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import nats
 from kubehelpers import Kubectl
 from localcluster import free_port, wait_for
 from nats.aio.client import Client as NATS
+
+from fleetlattice.api.defaults import MONITOR_PORT
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -214,6 +217,33 @@ class Hub:
     def pods(self) -> list[dict[str, Any]]:
         return self.kubectl.json("get", "pods", "-n", self.namespace, "-l",
                                  f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=hub")["items"]
+
+    def subscribers(self, subject: str) -> int:
+        """How many client connections to the hub's servers hold a subscription on exactly `subject`
+        (their monitoring endpoints' connz): a background subscriber is ready once this grows."""
+        port = get(self.kubectl, "fleethub", self.name, self.namespace)["spec"].get("ports", {}).get(
+            "monitoring", MONITOR_PORT)
+        total = 0
+        for pod in self.pods():
+            connz = json.loads(_http_get(f"http://{pod['status']['podIP']}:{port}/connz?subs=1&limit=1024"))
+            total += sum(subject in (c.get("subscriptions_list") or []) for c in connz.get("connections") or [])
+        return total
+
+
+def bring_up(kubectl: Kubectl, namespace: str, files: list[str], streams: list[str], silos: list[str],
+             hub_seconds: float = 240) -> Hub:
+    """Apply examples/<files> in `namespace`; return the hub once it, the FleetStreams and the silos' leaves
+    are Ready and connected."""
+    for name in files:
+        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+    hub = Hub(kubectl, namespace)
+    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), hub_seconds, "hub Ready")
+    for stream in streams:
+        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"{stream} Ready")
+    for silo in silos:
+        wait_for(lambda s=silo: get(kubectl, "siloleaf", s, namespace).get("status", {}).get("connected"), 180,
+                 f"leaf {silo} connected")
+    return hub
 
 
 def pod_identities(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:

@@ -13,6 +13,7 @@ import pytest
 from kubehelpers import Kubectl
 
 from fleet import REPO, InClusterOperator, OperatorProcess, apply_crds
+from natsclients import NatsCli, NodeRunner
 
 # The launcher's import root (tests/e2e/cluster): the image tools take the cache root and Go version from it.
 LAUNCHER_ROOT = Path(localcluster.__file__).resolve().parents[1]
@@ -39,6 +40,18 @@ def operator(request: pytest.FixtureRequest, kubeconfig: Path, kubectl: Kubectl,
     # the handlers log and retry: a test may pass through it. The operator's last run must show none.
     forbidden = [line for line in log.splitlines() if "Forbidden" in line or "is forbidden" in line]
     assert not forbidden, "the API server refused the operator:\n" + "\n".join(forbidden[:20])
+
+
+@pytest.fixture(scope="session")
+def nats_cli(cluster_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> NatsCli:
+    """The `nats` CLI built from gomod/natscli, signed in as nobody yet (`.signed_in(server=..., nkey=...)`)."""
+    return NatsCli(cluster_bin_dir / "nats", tmp_path_factory.mktemp("natscli-config"))
+
+
+@pytest.fixture(scope="session")
+def node(cluster_bin_dir: Path) -> NodeRunner:
+    """node with nats.js, which `cluster build` (the cluster_bin_dir fixture) installed into the cache."""
+    return NodeRunner(localcluster.Paths.from_env().node_dir / "node_modules")
 
 
 def _tool(script: str) -> str:

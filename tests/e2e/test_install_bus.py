@@ -14,7 +14,7 @@ from localcluster import async_wait_for, wait_for
 
 from agents import AgentProcess
 from argocd import argocd_health
-from fleet import EXAMPLES, REPO, Hub, condition, get, is_ready, service_url
+from fleet import REPO, Hub, bring_up, condition, get, service_url
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,8 @@ INSTALL_SECONDS = 180
 @pytest.fixture(scope="module")
 def bus(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
     namespace = create_namespace(kubectl, "bus")
-    for name in FLEET:
-        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
-    hub = Hub(kubectl, namespace)
-    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), HUB_READY_SECONDS, "hub Ready")
-    for stream in ("fleet-install", "fleet-state"):
-        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"{stream} Ready")
-    for silo in ("ct-fac", "msclo"):
-        wait_for(lambda s=silo: get(kubectl, "siloleaf", s, namespace).get("status", {}).get("connected"), 180,
-                 f"leaf {silo} connected")
+    hub = bring_up(kubectl, namespace, FLEET, ["fleet-install", "fleet-state"], ["ct-fac", "msclo"],
+                   HUB_READY_SECONDS)
     yield hub
     delete_namespace(kubectl, namespace)
 

@@ -29,7 +29,14 @@ from kubernetes.client.exceptions import ApiException
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from fleetlattice.api.bus import INSTALL_STREAM, OPERATOR_DURABLE, STATE_BUCKET, install_subject, request_id
+from fleetlattice.api.bus import (
+    INSTALL_STREAM,
+    OPERATOR_DURABLE,
+    STATE_BUCKET,
+    agent_durable,
+    install_subject,
+    request_id,
+)
 from fleetlattice.apply.install import InstallRequests
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.apply.install_store import InstallStore
@@ -362,3 +369,20 @@ async def test_an_unreachable_hub_costs_one_status_write_not_one_per_tick() -> N
     ready = next(c for c in api.objects["a"]["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "HubUnavailable")
     assert api.writes == 1
+
+
+async def test_a_silos_agent_consumer_comes_with_its_leaf(fleet: Fleet) -> None:
+    """The seeds' raw `nats pub fleet.install.<silo>.request` waited in FLEET_INSTALL for ever on a fleet where no
+    SiloInstall had been applied: the agent's durable was created only with the first one. Now the SiloLeaf brings
+    it (retried while the stream is missing), and retiring the silo takes it away."""
+    installs = InstallRequests(fleet.api, Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats())  # type: ignore[arg-type]
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")  # no FLEET_INSTALL yet: nothing, no error
+    await fleet.create_install_stream()
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")
+    info = await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))
+    assert set(info.config.filter_subjects) == {install_subject("ct-fac", k) for k in ("request", "scrub")}
+    await installs.retire_silo(NAMESPACE, HUB.name, "ct-fac")
+    with pytest.raises(NotFoundError):
+        await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")  # a silo that comes back gets it again
+    assert (await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))).name == agent_durable("ct-fac")

@@ -42,6 +42,7 @@ class InstallRequests:
 
     def __init__(self, kube: Kube, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats) -> None:
         self.kube, self.hubs, self.store, self.heartbeats = kube, hubs, store, heartbeats
+        self._enlisted: set[tuple[str, str, str]] = set()  # (namespace, hub, silo) whose agent durable exists
 
     async def advance(self, namespace: str, name: str, hub: str,
                       seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
@@ -97,6 +98,22 @@ class InstallRequests:
         if blocked is None:
             await self.advance(namespace, name, hub, seen)
 
+    async def enlist_silo(self, namespace: str, hub: str, silo: str) -> None:
+        """The silo agent's durable as soon as the silo has its SiloLeaf, not only with its first SiloInstall:
+        a request published by hand (the seeds' `nats pub fleet.install.<silo>.request`) must reach the agent
+        on a fleet where nobody has applied a SiloInstall. Once per silo and process (at a thousand silos the
+        leaves' resyncs would otherwise cost 100 JetStream calls a second); a hub or FLEET_INSTALL not there
+        yet is retried at the leaf's next resync."""
+        key = (namespace, hub, silo)
+        if key in self._enlisted:
+            return
+        try:
+            await ensure_consumers(await jetstream(self.hubs, HubRef(hub, namespace)), silo)
+        except (NotReady, nats.errors.Error) as exc:
+            log.info("agent consumer of silo %s not created yet: %s", silo, exc)
+            return
+        self._enlisted.add(key)
+
     async def retire_silo(self, namespace: str, hub: str, silo: str) -> None:
         """The silo's last SiloLeaf is gone: delete its agent's durable, so a fleet that churns silos does not
         collect consumers on the hub. A hub that cannot be reached keeps it (and says so in the log)."""
@@ -104,6 +121,7 @@ class InstallRequests:
             await delete_agent_consumer(await jetstream(self.hubs, HubRef(hub, namespace)), silo)
         except (NotReady, nats.errors.Error) as exc:
             log.warning("agent consumer of silo %s not deleted: %s", silo, exc)
+        self._enlisted.discard((namespace, hub, silo))
         self.heartbeats.forget(namespace, silo)
 
     async def hold(self, namespace: str, name: str, reason: NotReady, seen: dict[str, Any] | None = None) -> None:

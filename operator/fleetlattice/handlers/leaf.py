@@ -33,6 +33,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
     async def work() -> tuple[dict[str, Any], list[Cond]]:
         async with reconciling("SiloLeaf"):
             secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]))
+        await runtime(memo).installs.enlist_silo(body["metadata"]["namespace"], spec.hub, spec.silo)
         return leaves.observe(dict(body), spec, secret)
 
     await converge(patch, body, work, retry=retry, delay=10, not_ready={"connected": False})

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from .common import CLI, ClusterError, log
-from .hostenv import go_env, go_version
+from .hostenv import go_env, go_version, node_version
 from .images import build_images
 from .paths import Paths, busybox_path
 from .pins import (
@@ -25,6 +25,8 @@ from .pins import (
     IMAGES,
     KUBE_VERSION,
     NATS_SERVER_VERSION,
+    NATSCLI_VERSION,
+    NPM,
     RELOADER_VERSION,
     GoBuild,
 )
@@ -75,11 +77,39 @@ def _is_static_elf(path: Path) -> bool:
     return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != 3 for i in range(phnum))
 
 
+def install_node_clients(paths: Paths, force: bool = False) -> Path:
+    """Install nats.js from npm (npm/package-lock.json, `npm ci`) into the cache once; later calls return at once."""
+    final = paths.node_dir
+    if (final / ".complete").is_file() and not force:
+        return final
+    if node_version() is None:
+        raise ClusterError("Node and npm are needed for the e2e tests' nats.js client (npm/package-lock.json)")
+    start = time.monotonic()
+    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy2(NPM / name, staging / name)
+        cmd = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        proc = subprocess.run(cmd, cwd=staging, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise ClusterError(f"npm ci in {staging} failed:\n{proc.stderr[-4000:]}")
+        (staging / ".complete").write_text(f"{node_version()}\n")
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"build: npm ci (nats.js) in {time.monotonic() - start:.1f}s -> {final}")
+    return final
+
+
 def build(paths: Paths | None = None, force: bool = False) -> Path:
-    """Build every binary and image once into the cache; later calls return at once."""
+    """Build every binary and image once into the cache, and install the Node clients; later calls return at once."""
     paths = paths or Paths.from_env()
     start = time.monotonic()
     final = paths.bin_dir
+    install_node_clients(paths, force=force)
     if (final / ".complete").is_file() and not force:
         log(f"build: warm, cached in {final} ({time.monotonic() - start:.1f}s)")
         return final
@@ -120,6 +150,7 @@ def versions() -> dict[str, str]:
         "coredns": COREDNS_VERSION,
         "nack": f"v{RELOADER_VERSION}",  # the NACK release the reloader is built from
         "nats-server": NATS_SERVER_VERSION,
+        "natscli": f"v{NATSCLI_VERSION}",
         "go": go_version() or "no-go",
         "images": json.dumps({i.name: i.ref for i in IMAGES}),
     }

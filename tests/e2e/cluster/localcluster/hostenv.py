@@ -24,6 +24,15 @@ def go_version() -> str | None:
         return None
 
 
+@cache
+def node_version() -> str | None:
+    """Node's version (`node --version`), None without Node; part of the Node clients' cache key."""
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def go_env() -> dict[str, str]:
     # GOTOOLCHAIN=local: never fetch another Go toolchain at build time.
     return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": ""}

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .hostenv import cache_root, go_version
-from .pins import GO_BUILD_FLAGS, GO_BUILDS, GOMOD, IMAGE_FORMAT_VERSION, KUBE_VERSION, NATS_SERVER_VERSION
+from .hostenv import cache_root, go_version, node_version
+from .pins import GO_BUILD_FLAGS, GO_BUILDS, GOMOD, IMAGE_FORMAT_VERSION, KUBE_VERSION, NATS_SERVER_VERSION, NPM
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class Paths:
     @property
     def bin_dir(self) -> Path:
         return self.cache / "cluster-bin" / build_key()
+
+    @property
+    def node_dir(self) -> Path:
+        """The Node clients' install (node_modules/ with nats.js), outside the repo: NODE_PATH=<this>/node_modules."""
+        return self.cache / "node" / node_key()
 
     @property
     def images_dir(self) -> Path:
@@ -74,3 +79,13 @@ def build_key() -> str:
     if busybox.exists():
         h.update(hashlib.sha256(busybox.read_bytes()).digest())
     return f"k8s-{KUBE_VERSION}-{h.hexdigest()[:12]}"
+
+
+@cache
+def node_key() -> str:
+    """Key of the Node clients' install: changes with npm/package*.json or Node's version."""
+    h = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        h.update((NPM / name).read_bytes())
+    h.update((node_version() or "no-node").encode())
+    return f"nats-js-{h.hexdigest()[:12]}"

