@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster import Paths
+from localcluster.argocd import admin_health
 from lupa import lua51  # Argo CD embeds gopher-lua, a Lua 5.1
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +67,25 @@ def test_health_of_golden_object(name: str) -> None:
     health = assess(load(name))
     assert health["status"] == status, health
     assert message in health["message"], health
+
+
+def argocd_cm() -> dict[str, Any]:
+    """argocd-cm as the chart's README makes it: an empty ConfigMap merge-patched with argocd/argocd-cm.yaml."""
+    patch = yaml.safe_load((CHART / "argocd" / "argocd-cm.yaml").read_text())
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, **patch}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_argocd_itself_agrees_on_golden_object(name: str) -> None:
+    """The real Argo CD (`argocd admin settings resource-overrides health`, its own gopher-lua and script loading)
+    gives what the lupa run expects."""
+    argocd = Paths.from_env().argocd()
+    if not argocd.is_file():
+        pytest.skip(f"Argo CD is not in the cache ({argocd}): `python tests/e2e/cluster/cluster build` builds it")
+    status, message = EXPECTED[name]
+    got = admin_health(load(name), argocd_cm(), argocd)
+    assert got[0] == status, got
+    assert message in got[1], got
 
 
 def test_ready_true_but_generation_not_observed_is_progressing() -> None:

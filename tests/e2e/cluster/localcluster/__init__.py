@@ -16,7 +16,7 @@ Its import root is tests/e2e/cluster: pyproject.toml's pytest `pythonpath` has i
 """
 
 from .api import api_get, kubectl
-from .builds import build
+from .builds import build, build_argocd
 from .common import ClusterError
 from .components import audit_log_path
 from .hostenv import cache_root, free_port, go_env, go_version
@@ -57,6 +57,7 @@ __all__ = [
     "async_wait_for",
     "audit_log_path",
     "build",
+    "build_argocd",
     "build_key",
     "cache_root",
     "components_running",

