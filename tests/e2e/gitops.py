@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -144,13 +145,18 @@ class ArgoCD:
     def install(self) -> None:
         """Argo CD's CRDs (from its module), its namespace, settings and the default project."""
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(self.paths.argocd_crds))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(self.paths.argocd_crds))
+        # Fresh CRDs have no conditions for a moment, which `kubectl wait` reports as an error: retry until then.
+        wait_for(lambda: self.kubectl("wait", "--for=condition=Established", "--timeout=10s", "-f",
+                                      str(self.paths.argocd_crds), check=False).returncode == 0,
+                 START_SECONDS, "Argo CD's CRDs Established")
         self.kubectl("create", "namespace", ARGOCD_NAMESPACE, check=False)
         part_of = {"app.kubernetes.io/part-of": "argocd"}
         # What an Argo CD install starts with, before our patch: an empty argocd-cm, argocd-secret.
         self.kubectl.apply(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm", "labels": part_of}},
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-secret", "labels": part_of}},
+            # The key Argo CD's API server would generate on first start; the applicationset controller needs it.
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-secret", "labels": part_of},
+             "stringData": {"server.secretkey": secrets.token_urlsafe(32)}},
             {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "default"},
              "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}],
                       "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}},
@@ -164,7 +170,8 @@ class ArgoCD:
         # The in-cluster destination (https://kubernetes.default.svc) is this kubeconfig's cluster, as in
         # Argo CD's own local development setup; its repo server keeps its checkouts under the test's dir.
         env.update(ARGOCD_FAKE_IN_CLUSTER="true", KUBECONFIG=str(self.kubectl.kubeconfig),
-                   ARGOCD_GPG_ENABLED="false", TMPDIR=str(self.workdir / "tmp"))
+                   ARGOCD_GPG_ENABLED="false", TMPDIR=str(self.workdir / "tmp"),
+                   PATH=f"{self.paths.argocd_scripts}{os.pathsep}{env.get('PATH', '')}")
         kube_args = ["--kubeconfig", str(self.kubectl.kubeconfig), "--namespace", ARGOCD_NAMESPACE] if kube else []
         process = LocalProcess(component, [str(self.binary), *kube_args, *args], self.workdir / f"{component}.log",
                                env)
@@ -181,8 +188,10 @@ class ArgoCD:
         redis.start(redis_port)
         redis_addr = f"127.0.0.1:{redis_port}"
         self._process("argocd-repo-server", [
+            # Plain gRPC on loopback; the client CA path defaults to an in-pod path, which --disable-tls refuses.
             "--redis", redis_addr, "--address", "127.0.0.1", "--port", str(repo_port), "--disable-tls",
-            "--metrics-address", "127.0.0.1", "--metrics-port", str(free_port())], kube=False).start(repo_port)
+            "--client-ca-path=", "--metrics-address", "127.0.0.1", "--metrics-port", str(free_port())],
+            kube=False).start(repo_port)
         repo = f"127.0.0.1:{repo_port}"
         self._process("argocd-application-controller", [
             "--redis", redis_addr, "--repo-server", repo, "--repo-server-plaintext",

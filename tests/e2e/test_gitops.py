@@ -124,16 +124,22 @@ def fleet_resources(app_status: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in app_status.get("resources", []) if r.get("group") == FLEET_GROUP]
 
 
-def settled(argo: ArgoCD, revision: str, health: str = "Healthy", app: str = APP) -> dict[str, Any] | None:
-    """The app's status once Argo CD has synced `revision` and every resource is Synced, the app `health`."""
+class NotYet(AssertionError):
+    """What the app looks like while it is not there yet: wait_for reports the last one on timeout."""
+
+
+def settled(argo: ArgoCD, revision: str, health: str = "Healthy", app: str = APP) -> dict[str, Any]:
+    """The app's status once Argo CD has synced `revision`, every resource is Synced and the app is `health`."""
     st = status(argo, app)
-    if (st.get("sync", {}).get("status"), st.get("sync", {}).get("revision")) != ("Synced", revision):
-        return None
-    if (st.get("operationState") or {}).get("phase") in ("Failed", "Error"):
-        raise AssertionError(f"sync failed: {st['operationState'].get('message')}")
-    if st.get("health", {}).get("status") != health:
-        return None
-    return st if all(r.get("status") == "Synced" for r in st.get("resources", [])) else None
+    sync, operation = st.get("sync", {}), st.get("operationState") or {}
+    seen = (f"sync {sync.get('status')} at {sync.get('revision')}, health {st.get('health')}, "
+            f"operation {operation.get('phase')}: {operation.get('message')}, conditions {st.get('conditions')}, "
+            f"resources {[(r['kind'], r['name'], r.get('status'), r.get('health')) for r in st.get('resources', [])]}")
+    if (sync.get("status"), sync.get("revision")) != ("Synced", revision) or \
+            st.get("health", {}).get("status") != health or \
+            not all(r.get("status") == "Synced" for r in st.get("resources", [])):
+        raise NotYet(seen)
+    return st
 
 
 def push(argo: ArgoCD, remote: GitRemote, message: str, files: dict[str, str | None]) -> str:

