@@ -137,6 +137,7 @@ class ArgoCD:
     workdir: Path
     paths: Paths = field(default_factory=Paths.from_env)
     processes: list[LocalProcess] = field(default_factory=list)
+    server_port: int = 0
 
     @property
     def binary(self) -> Path:
@@ -199,6 +200,12 @@ class ArgoCD:
             # A push reaches Argo CD by a refresh (the tests annotate, as the webhook would); the resync only
             # backs that up, and self-heal reacts at once.
             "--app-resync", "30", "--self-heal-timeout-seconds", "0"]).start(controller_metrics)
+        # The API server only for the CLI (`argocd app get`): core mode would port-forward to in-cluster pods.
+        self.server_port = free_port()
+        self._process("argocd-server", [
+            "--redis", redis_addr, "--repo-server", repo, "--repo-server-plaintext", "--insecure", "--disable-auth",
+            "--address", "127.0.0.1", "--port", str(self.server_port), "--metrics-port", str(free_port()),
+            "--dex-server", "127.0.0.1:1", "--staticassets", str(self.workdir / "tmp")]).start(self.server_port)
         probe = free_port()
         self._process("argocd-applicationset-controller", [
             "--argocd-repo-server", repo, "--repo-server-plaintext", "--metrics-addr", f"127.0.0.1:{free_port()}",
@@ -218,14 +225,10 @@ class ArgoCD:
                 shutil.copy2(process.log_path, into / process.log_path.name)
 
     def cli(self, *args: str) -> str:
-        """The argocd CLI in core mode (no API server: it reads the cluster through the kubeconfig)."""
-        config = self.workdir / "kubeconfig-argocd"
-        if not config.exists():
-            shutil.copy2(self.kubectl.kubeconfig, config)
-            subprocess.run([str(self.kubectl.binary), f"--kubeconfig={config}", "config", "set-context",
-                            "--current", f"--namespace={ARGOCD_NAMESPACE}"], check=True, capture_output=True)
-        proc = subprocess.run([str(self.binary), "--core", *args], capture_output=True, text=True, timeout=120,
-                              env={**argocd_env(), "KUBECONFIG": str(config), "HOME": str(self.workdir)})
+        """The argocd CLI against the local API server (auth disabled: it listens on loopback only)."""
+        proc = subprocess.run([str(self.binary), *args, "--server", f"127.0.0.1:{self.server_port}", "--plaintext",
+                               "--auth-token", "none"], capture_output=True, text=True, timeout=120,
+                              env={**argocd_env(), "HOME": str(self.workdir)})
         if proc.returncode != 0:
             raise AssertionError(f"argocd {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc.stdout

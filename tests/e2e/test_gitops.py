@@ -168,7 +168,6 @@ def test_first_sync_is_synced_and_healthy(argocd: ArgoCD, fleet_app: str, kubect
     for resource in fleet_resources(st):
         assert resource["health"]["status"] == "Healthy", resource  # Argo CD ran our Lua on each of them
     assert assert_argo_agrees(argocd, kubectl, st) == {"FleetHub", "SiloLeaf", "FleetStream"}
-    print(f"\n$ argocd app get {APP} --core\n{argocd.cli('app', 'get', APP)}")
 
 
 def health_of(app_status: dict[str, Any]) -> dict[str, str]:
@@ -264,3 +263,10 @@ def test_an_applicationset_makes_one_application_per_silo_folder(argocd: ArgoCD,
                       f"Application silo-{silo} Synced and Healthy")
         assert health_of(st) == {silo: "Healthy"}
         assert assert_argo_agrees(argocd, kubectl, st) == {"SiloLeaf"}
+
+
+def test_argocd_app_get_shows_the_fleet_synced_and_healthy(argocd: ArgoCD) -> None:
+    """What README's Argo CD section shows: the CLI's view, from the same Application."""
+    out = argocd.cli("app", "get", APP)
+    print(f"\n$ argocd app get {APP}\n{out}")
+    assert "Sync Status:        Synced" in out and "Health Status:      Healthy" in out, out

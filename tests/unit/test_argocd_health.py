@@ -122,3 +122,9 @@ def test_argocd_cm_snippet_carries_the_script_for_every_kind() -> None:
         assert cm["data"][key].strip() == SCRIPT.read_text().strip(), (
             f"{key} is stale: run `python charts/fleet-lattice/hack/sync.py`"
         )
+
+
+@pytest.mark.parametrize("name", ["application.yaml", "applicationset.yaml"])
+def test_readme_shows_the_argocd_documents_the_e2e_syncs(name: str) -> None:
+    assert (CHART / "argocd" / name).read_text() in (REPO / "README.md").read_text(), (
+        f"README's Argo CD section no longer shows argocd/{name} as tests/e2e/test_gitops.py syncs it")
