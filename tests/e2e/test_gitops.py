@@ -250,6 +250,7 @@ def silo_set(argocd: ArgoCD, remote: GitRemote, fleet_app: str, kubectl: Kubectl
     """Two silo folders in Git, then the chart's ApplicationSet; deleted (with its Applications) afterwards."""
     revision = remote.commit("silos as folders: edge-a, edge-b", silo_folder("edge-a") | silo_folder("edge-b"))
     kubectl("apply", "-f", "-", input=application(CHART_ARGOCD / "applicationset.yaml", remote.url, NAMESPACE))
+    argocd.refresh("fleet-silos", "applicationset")
     yield revision
     kubectl("delete", "applicationset", "fleet-silos", "-n", ARGOCD_NAMESPACE, check=False)
     wait_for(lambda: {i["metadata"]["name"] for i in kubectl.json("get", "siloleaves", "-n", NAMESPACE)["items"]}

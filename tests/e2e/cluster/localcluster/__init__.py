@@ -13,6 +13,7 @@ Its import root is tests/e2e/cluster: pyproject.toml's pytest `pythonpath` has i
     lifecycle   up, down, health, status, logs              cli         argparse main (__main__: python -m)
     common      log, ClusterError, host commands            waiting     wait_for: deadline-based polling
     hostenv     shared with the repo's other tools: cache_root, go_version, go_env, free_port
+    argocd      the cached Argo CD binary: component env, offline health check (the GitOps e2e, unit tests)
 """
 
 from .api import api_get, kubectl
