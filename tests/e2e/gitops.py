@@ -236,12 +236,11 @@ class ArgoCD:
     def app(self, name: str) -> dict[str, Any]:
         return self.kubectl.json("get", "application", name, "-n", ARGOCD_NAMESPACE)
 
-    def refresh(self, name: str, kind: str = "application") -> None:
-        """What Argo CD's Git webhook does on a push: ask for the app (or applicationset) to be compared with Git
-        now, past the repo server's cache of what `main` points to."""
-        annotation = ("argocd.argoproj.io/application-set-refresh=true" if kind == "applicationset"
-                      else "argocd.argoproj.io/refresh=normal")
-        self.kubectl("annotate", kind, name, "-n", ARGOCD_NAMESPACE, "--overwrite", annotation)
+    def refresh(self, name: str) -> None:
+        """What Argo CD's Git webhook does on a push: ask for the app to be compared with Git now, past the repo
+        server's cache of what `main` points to."""
+        self.kubectl("annotate", "application", name, "-n", ARGOCD_NAMESPACE, "--overwrite",
+                     "argocd.argoproj.io/refresh=normal")
 
 
 def application(path: Path, repo_url: str, namespace: str) -> str:

@@ -248,9 +248,11 @@ def silo_folder(silo: str) -> dict[str, str | None]:
 @pytest.fixture
 def silo_set(argocd: ArgoCD, remote: GitRemote, fleet_app: str, kubectl: Kubectl) -> Iterator[str]:
     """Two silo folders in Git, then the chart's ApplicationSet; deleted (with its Applications) afterwards."""
-    revision = remote.commit("silos as folders: edge-a, edge-b", silo_folder("edge-a") | silo_folder("edge-b"))
+    revision = push(argocd, remote, "silos as folders: edge-a, edge-b", silo_folder("edge-a") | silo_folder("edge-b"))
+    # Once the fleet Application is at the new revision, the repo server's view of `main` (which it caches for
+    # minutes) is too, and the ApplicationSet's first reconcile generates from it.
+    wait_for(lambda: settled(argocd, revision), SYNC_SECONDS, "the fleet Application at the silos commit")
     kubectl("apply", "-f", "-", input=application(CHART_ARGOCD / "applicationset.yaml", remote.url, NAMESPACE))
-    argocd.refresh("fleet-silos", "applicationset")
     yield revision
     kubectl("delete", "applicationset", "fleet-silos", "-n", ARGOCD_NAMESPACE, check=False)
     wait_for(lambda: {i["metadata"]["name"] for i in kubectl.json("get", "siloleaves", "-n", NAMESPACE)["items"]}
