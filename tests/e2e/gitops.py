@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -217,12 +216,6 @@ class ArgoCD:
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(f"--- {p.name} log tail ---\n{p.log_tail(lines)}" for p in self.processes)
-
-    def keep_logs(self, into: Path) -> None:
-        into.mkdir(parents=True, exist_ok=True)
-        for process in self.processes:
-            if process.log_path.exists():
-                shutil.copy2(process.log_path, into / process.log_path.name)
 
     def cli(self, *args: str) -> str:
         """The argocd CLI against the local API server (auth disabled: it listens on loopback only)."""

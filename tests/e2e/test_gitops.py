@@ -63,7 +63,6 @@ def initial_tree() -> dict[str, str | None]:
     return files
 
 
-
 @pytest.fixture(scope="module")
 def argocd(kubectl: Kubectl, cluster_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory,
            request: pytest.FixtureRequest) -> Iterator[ArgoCD]:
