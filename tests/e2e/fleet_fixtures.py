@@ -44,8 +44,9 @@ def operator(request: pytest.FixtureRequest, kubeconfig: Path, kubectl: Kubectl,
 
 @pytest.fixture(scope="session")
 def nats_cli(cluster_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> NatsCli:
-    """The `nats` CLI built from gomod/natscli, signed in as nobody yet (`.signed_in(server=..., nkey=...)`)."""
-    return NatsCli(cluster_bin_dir / "nats", tmp_path_factory.mktemp("natscli-config"))
+    """The `nats` CLI built from gomod/natscli (by `cluster build`, the cluster_bin_dir fixture), signed in as
+    nobody yet (`.signed_in(server=..., nkey=...)`)."""
+    return NatsCli(localcluster.Paths.from_env().natscli(), tmp_path_factory.mktemp("natscli-config"))
 
 
 @pytest.fixture(scope="session")

