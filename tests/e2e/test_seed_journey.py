@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -19,13 +20,15 @@ from kubehelpers import Kubectl, create_namespace, delete_namespace
 from localcluster import async_wait_for, wait_for
 
 from agents import AgentProcess
-from fleet import EXAMPLES, REPO, Hub, bring_up, get, service_url
+from fleet import EXAMPLES, REPO, Hub, bring_up, get, is_ready, service_url
 from natsclients import NatsCli, NatsSub, NodeRunner, SubMessage
 
 pytestmark = pytest.mark.e2e
 
 FLEET = ["fleethub-eose-hub.yaml", "siloleaf-ct-fac.yaml", "siloleaf-msclo.yaml", "fleetstream-install.yaml",
-         "fleetstream-state.yaml", "fleetstream-events.yaml"]
+         "fleetstream-state.yaml", "fleetstream-events.yaml", "fleetuser-eose-installer.yaml"]
+# The EOSE side's identity (examples/fleetuser-eose-installer.yaml): Observer and Installer.
+HUB_USER = "eose-installer"
 SNIPPET = Path(__file__).parent / "js" / "mrcp-agent-v2.js"
 # The host reaches the leaf by its Service's ClusterIP, not by the cluster DNS name the snippet dials.
 SNIPPET_URL = "nats://ct-fac-leaf.eose-entry.svc.cluster.local:4222"
@@ -54,7 +57,7 @@ def journey(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
 def seed_files(journey: Hub, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The NKey seed files README.md has a user write (`kubectl get secret ... | base64 -d > ct-fac.nk`)."""
     folder = tmp_path_factory.mktemp("nkeys")
-    seeds = {"operator.nk": journey.operator_seed(), "ct-fac.nk": journey.silo_seed("ct-fac"),
+    seeds = {"ct-fac.nk": journey.silo_seed("ct-fac"),
              "ct-fac-local.nk": journey.local_seed("ct-fac")}
     for name, seed in seeds.items():
         (folder / name).write_text(seed)
@@ -63,10 +66,16 @@ def seed_files(journey: Hub, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def hub_user_creds(journey: Hub, nats_cli: NatsCli, seed_files: dict[str, Path]) -> NatsCli:
-    """The EOSE side's identity at the hub. FOR NOW the operator's own NKey (README: "hub-side identities for
-    people and apps are not built yet"); to be switched to a FleetUser's natscli context (issue 14 part 2)."""
-    return nats_cli.signed_in(server=journey.url, nkey=seed_files["operator.nk"])
+def hub_user_creds(journey: Hub, kubectl: Kubectl, kubeconfig: Path, nats_cli: NatsCli) -> NatsCli:
+    """The EOSE side's identity at the hub: FleetUser eose-installer's nats CLI context, written by
+    `fleetlattice user context` as README.md has a user do (never the operator's own NKey)."""
+    wait_for(lambda: is_ready(kubectl, "fleetuser", HUB_USER, journey.namespace), 120, f"FleetUser {HUB_USER} Ready")
+    # Its key is in the config the servers loaded: the hub is Ready again after the reload.
+    wait_for(lambda: is_ready(kubectl, "fleethub", journey.name, journey.namespace), 120, "hub Ready with the user")
+    subprocess.run([sys.executable, "-m", "fleetlattice.cli", "user", "context", HUB_USER, "-n", journey.namespace,
+                    "--server", journey.url, "--nats-config", str(nats_cli.config_home / "nats"),
+                    "--kubeconfig", str(kubeconfig)], check=True, capture_output=True, timeout=60)
+    return nats_cli.signed_in(context=HUB_USER)
 
 
 @pytest.fixture(scope="module")
