@@ -179,8 +179,11 @@ async def test_the_installer_requests_and_scrubs_its_silo_only(fleet: Fleet) -> 
     await installer.publish(f"fleet.install.{SILO}.request", b'{"v":"v622"}')
     await installer.publish(f"fleet.install.{SILO}.scrub", b'{"reason":"engagement-complete"}')
     await installer.flush()
-    stored = await operator.jetstream().stream_info("FLEET_INSTALL")
-    assert stored.state.messages == 2
+    async def both_stored() -> bool:
+        # The stream stores a core publish after the server has it: flush alone is no guarantee (seen under load).
+        return (await operator.jetstream().stream_info("FLEET_INSTALL")).state.messages == 2
+
+    await eventually("the request and the scrub to be stored in FLEET_INSTALL", both_stored)
     await operator.publish(f"fleet.install.{SILO}.done", b'{"pods":6}')
     subjects = [(await reports.next_msg(MESSAGE_WAIT)).subject for _ in range(3)]
     assert subjects[-1] == f"fleet.install.{SILO}.done"
