@@ -71,6 +71,14 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("install param too long", with_spec(INSTALL, params={"ns": "x" * 1025}), "spec.params"),
     ("install param name", with_spec(INSTALL, params={"bad name": "x"}), "param names are identifiers"),
     ("stream duration overflow", with_spec(STREAM, maxAge="99999999999999999999999w"), "spec.maxAge"),
+    # A silo's state keys: its declared aspects only, each one token, at most 8 (its footprint is bounded).
+    ("extra publish own state", with_spec(LEAF, permissions={"publish": ["fleet.state.ct-fac.>"]}),
+     "extra permissions may only name"),
+    ("state aspect with dot", with_spec(LEAF, permissions={"stateAspects": ["gpu.x"]}),
+     "spec.permissions.stateAspects"),
+    ("state aspect wildcard", with_spec(LEAF, permissions={"stateAspects": [">"]}), "spec.permissions.stateAspects"),
+    ("too many state aspects", with_spec(LEAF, permissions={"stateAspects": [f"a{i}" for i in range(9)]}),
+     "spec.permissions.stateAspects"),
 ]
 
 
@@ -102,6 +110,8 @@ def test_defaults_are_applied_by_the_api_server(crds: None, kubectl: Kubectl, na
     spec = json.loads(out.stdout)["spec"]
     assert (spec["deletionPolicy"], spec["storage"], spec["retention"], spec["kind"]) == ("Retain", "File", "Limits",
                                                                                         "Stream")
+    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(LEAF))
+    assert json.loads(out.stdout)["spec"]["permissions"]["stateAspects"] == ["gpu", "memory"]
 
 
 @pytest.mark.parametrize(("case", "doc", "message"), BAD, ids=[b[0] for b in BAD])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from kubehelpers import Kubectl, create_namespace, delete_namespace
 from localcluster import async_wait_for, wait_for
 from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value, service_url
@@ -66,14 +67,18 @@ async def test_streams_have_the_spec_config_on_the_server(fleet: Hub) -> None:
         assert events.max_age == 7 * 86400
         assert events.retention == RetentionPolicy.LIMITS
         assert events.storage == StorageType.FILE
+        assert (events.max_msg_size, events.max_msgs_per_subject, events.discard) == (16 * 1024, 1000,
+                                                                                      DiscardPolicy.OLD)
         install = (await js.stream_info("FLEET_INSTALL")).config
         assert install.retention == RetentionPolicy.WORK_QUEUE
         # Bounded, and full means "refuse new", never "drop requests not yet performed".
         assert (install.max_bytes, install.max_msg_size, install.discard) == (2**30, 64 * 1024, DiscardPolicy.NEW)
         mdsms = (await js.stream_info("FLEET_MDSMS")).config
         assert (mdsms.retention, mdsms.max_age) == (RetentionPolicy.INTEREST, 86400)
+        assert (mdsms.max_bytes, mdsms.max_msg_size, mdsms.discard) == (2**30, 2**20, DiscardPolicy.NEW)
         lean = (await js.stream_info("FLEET_LEAN")).config
         assert lean.max_age == 30 * 86400
+        assert (lean.max_bytes, lean.max_msg_size, lean.discard) == (2**30, 2**20, DiscardPolicy.OLD)
         state = (await js.stream_info("KV_FLEET_STATE")).config
         assert state.max_msgs_per_subject == 5
         assert (state.max_bytes, state.max_msg_size) == (256 * 2**20, 16 * 1024)
@@ -168,6 +173,57 @@ async def test_silo_credential_is_scoped_to_its_silo(fleet: Hub) -> None:
         assert "fleet.install.msclo.request" in violations
     finally:
         await silo.close()
+        await observer.close()
+
+
+async def test_a_silo_writes_only_its_declared_state_keys_and_no_oversized_message(fleet: Hub,
+                                                                                   kubectl: Kubectl) -> None:
+    """Each silo's footprint is bounded: it writes only its own FLEET_STATE key, its agent's and the aspects its
+    SiloLeaf declares (ct-fac: the default gpu and memory), at the hub and through its leaf, and the streams
+    refuse a message over their maxMsgSize."""
+    errors: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+
+    mark = uuid.uuid4().hex.encode()
+    observer = await fleet.connect_operator()
+    leaf = await nats.connect(service_url(kubectl, fleet.namespace, "ct-fac-leaf"), connect_timeout=15,
+                              nkeys_seed_str=fleet.local_seed("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    silo = await fleet.connect(fleet.silo_seed("ct-fac"), error_cb=on_error, inbox_prefix=b"_INBOX_ct-fac")
+    try:
+        kv = await observer.jetstream().key_value("FLEET_STATE")
+
+        async def holds(key: str) -> bool:
+            try:
+                return (await kv.get(key)).value == mark
+            except KeyNotFoundError:
+                return False
+
+        # One publisher's messages are stored in the order sent: once the declared key sent last holds the mark,
+        # an undeclared one sent first would hold it too.
+        await leaf.publish("fleet.state.ct-fac.disk", mark)
+        await leaf.publish("fleet.state.ct-fac.gpu", mark)
+        await leaf.flush()
+        await async_wait_for(lambda: holds("ct-fac.gpu"), 30, "ct-fac.gpu written through the leaf")
+        await silo.publish("fleet.state.ct-fac.disk", mark)
+        await silo.publish("$KV.FLEET_STATE.ct-fac.disk", mark)
+        await silo.publish("fleet.state.ct-fac.memory", mark)
+        await silo.flush()
+        await async_wait_for(lambda: holds("ct-fac.memory"), 30, "ct-fac.memory written at the hub")
+        assert not await holds("ct-fac.disk"), "ct-fac wrote a state key its SiloLeaf does not declare"
+        violations = " ".join(str(e) for e in errors).lower()
+        assert "permissions violation" in violations and "fleet.state.ct-fac.disk" in violations
+
+        js = silo.jetstream()
+        await js.publish("fleet.events.ct-fac.sized", b"x" * 15 * 1024)
+        for subject in ("fleet.events.ct-fac.sized", "fleet.state.ct-fac.memory"):
+            with pytest.raises(APIError, match="maximum"):
+                await js.publish(subject, b"x" * (16 * 1024 + 1))
+        assert await holds("ct-fac.memory"), "an oversized value replaced ct-fac.memory"
+    finally:
+        await silo.close()
+        await leaf.close()
         await observer.close()
 
 
@@ -377,3 +433,55 @@ async def test_a_deleted_silo_takes_its_agent_consumer_with_it(fleet: Hub, kubec
         await async_wait_for(gone, 60, "agent-delta deleted with its silo")
     finally:
         await nc.close()
+
+
+async def test_the_seeds_leaf_names_work_verbatim(fleet: Hub, kubectl: Kubectl) -> None:
+    """Seed 000's mrcp-agent dials nats://nats-leaf.eose-entry.svc.cluster.local:4222: the leaf runs in the silo's
+    namespace under the Service name its apps use, never taking over a Service it did not make, and goes with
+    its SiloLeaf."""
+    silo_ns = create_namespace(kubectl, "eose-entry")
+    try:
+        theirs = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nats-leaf"},
+                  "spec": {"ports": [{"port": 4222}], "selector": {"app": "someone-elses"}}}
+        kubectl("apply", "-n", silo_ns, "-f", "-", input=json.dumps(theirs))
+        leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "epsilon"},
+                "spec": {"silo": "epsilon", "hub": fleet.name,
+                         "leaf": {"namespace": silo_ns, "serviceName": "nats-leaf"}}}
+        kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+        wait_for(lambda: condition(get(kubectl, "siloleaf", "epsilon", fleet.namespace), "Ready").get("reason")
+                 == "LeafNameTaken", 60, "epsilon refused: nats-leaf is someone else's")
+        kubectl("delete", "service", "nats-leaf", "-n", silo_ns)
+        wait_for(lambda: get(kubectl, "siloleaf", "epsilon", fleet.namespace)["status"].get("connected"), 180,
+                 "epsilon's leaf in the silo namespace connected")
+        status = get(kubectl, "siloleaf", "epsilon", fleet.namespace)["status"]
+        assert status["leafUrl"] == f"nats://nats-leaf.{silo_ns}.svc.cluster.local:4222"
+
+        operator = await fleet.connect_operator()
+        seed = secret_value(kubectl, silo_ns, "siloleaf-epsilon-local", "seed")
+        app = await nats.connect(service_url(kubectl, silo_ns, "nats-leaf"), nkeys_seed_str=seed, connect_timeout=15,
+                                 allow_reconnect=False)
+        try:
+            boot = await operator.subscribe("fleet.events.epsilon.boot")
+            await operator.flush()
+
+            async def delivered() -> bool:
+                await app.publish("fleet.events.epsilon.boot", b'{"event":"boot"}')
+                await app.flush()
+                try:
+                    await boot.next_msg(1)
+                except nats.errors.TimeoutError:
+                    return False
+                return True
+
+            # Interest crosses the leafnode asynchronously: publish until the hub side has it.
+            await async_wait_for(delivered, 60, "an app in the silo namespace reaching the hub through nats-leaf")
+        finally:
+            await app.close()
+            await operator.close()
+
+        kubectl("delete", "siloleaf", "epsilon", "-n", fleet.namespace, "--timeout=60s")
+        left = kubectl("get", "deployment,service,configmap,secret,networkpolicy", "-n", silo_ns,
+                       "-l", "fleet.lattice.dev/silo=epsilon", "-o", "name").stdout.split()
+        assert left == [], f"left behind in {silo_ns}: {left}"
+    finally:
+        delete_namespace(kubectl, silo_ns)

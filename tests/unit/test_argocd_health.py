@@ -14,6 +14,8 @@ from localcluster import Paths
 from localcluster.argocd import admin_health
 from lupa import lua51  # Argo CD embeds gopher-lua, a Lua 5.1
 
+from fleetlattice.api.kinds import KINDS
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "fleet-lattice"
 SCRIPT = CHART / "argocd" / "health.lua"
@@ -116,7 +118,7 @@ def test_no_conditions_is_progressing() -> None:
 def test_argocd_cm_snippet_carries_the_script_for_every_kind() -> None:
     cm = yaml.safe_load((CHART / "argocd" / "argocd-cm.yaml").read_text())
     keys = {f"resource.customizations.health.fleet.lattice.dev_{kind}"
-            for kind in ("FleetHub", "SiloLeaf", "FleetStream", "SiloInstall")}
+            for kind in (k.kind for k in KINDS)}
     assert set(cm["data"]) == keys
     for key in keys:
         assert cm["data"][key].strip() == SCRIPT.read_text().strip(), (

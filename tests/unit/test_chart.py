@@ -1,7 +1,7 @@
 """The Helm chart (charts/fleet-lattice): `helm lint` and `helm template` with the pinned Helm, and the rendered
-objects: least-privilege RBAC derived from clients/kube.py, the Deployment's security settings, HA, namespaced RBAC,
-ServiceMonitor. Helm comes from tests/e2e/image/helm.py (built from its Go module into the cache); without it
-these tests fail, never skip."""
+objects: least-privilege RBAC derived from the code (rbac_usage.py), the Deployment's security settings, HA,
+namespaced RBAC, ServiceMonitor. Helm comes from tests/e2e/image/helm.py (built from its Go module into the
+cache); without it these tests fail, never skip."""
 
 from __future__ import annotations
 
@@ -17,12 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetlattice.api.siloleaf import SiloLeafSpec
+import rbac_usage
+from fleetlattice.api.kinds import KINDS
 from fleetlattice.clients.kube import RESOURCES
-from fleetlattice.render.hub_conf import render_hub_conf, restart_hash
-from fleetlattice.render.hub_manifests import render_hub_manifests
-from fleetlattice.render.leaf import render_leaf_bundle
-from render_fixtures import HUB, hub_spec, hub_users, local_credential
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "fleet-lattice"
@@ -125,7 +122,7 @@ def test_helm_lint(helm: Callable[..., subprocess.CompletedProcess[str]], varian
 def test_crds_render_with_include_crds(helm: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     out = helm("template", "x", str(CHART), "--include-crds").stdout
     names = {d["metadata"]["name"] for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"}
-    assert names == {f"{p}.fleet.lattice.dev" for p in ("fleethubs", "siloleaves", "fleetstreams", "siloinstalls")}
+    assert names == {f"{k.plural}.fleet.lattice.dev" for k in KINDS}
 
 
 @pytest.mark.parametrize(
@@ -207,80 +204,76 @@ def rules(objects: Objects, kind: str) -> list[dict[str, Any]]:
     return [r for o in objects if o["kind"] == kind for r in o.get("rules", [])]
 
 
-def grants(rule_list: list[dict[str, Any]], group: str, resource: str) -> set[str]:
-    return {v for r in rule_list if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
-
-
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rbac_has_no_wildcards(render: Callable[[str], Objects], variant: str) -> None:
     for rule in rules(render(variant), "ClusterRole") + rules(render(variant), "Role"):
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
-        assert "nonResourceURLs" not in rule and "resourceNames" not in rule
+        assert "nonResourceURLs" not in rule
 
 
-ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rbac_grants_exactly_what_the_operator_uses(render: Callable[[str], Objects], variant: str) -> None:
+    """Every verb granted is used and every verb used is granted (rbac_usage derives the use from the code)."""
+    objects = render(variant)
+    ha, namespaced = "ha" in variant, "namespaced" in variant
+    peering = "fleet-lattice"
+    in_namespaces = rbac_usage.namespaced_grants()
+    if ha and namespaced:
+        in_namespaces |= rbac_usage.peering_grants("kopfpeerings", peering)
+    cluster = set(rbac_usage.CLUSTER_GRANTS)
+    if ha and not namespaced:
+        cluster |= rbac_usage.peering_grants("clusterkopfpeerings", peering)
+    if namespaced:
+        roles = {o["metadata"]["namespace"]: o["rules"] for o in objects if o["kind"] == "Role"}
+        assert set(roles) == {"fleet", "edge"}
+        for namespace, role_rules in roles.items():
+            assert rbac_usage.mismatch(rbac_usage.granted(role_rules), in_namespaces) == [], namespace
+    else:
+        assert "Role" not in kinds(objects)
+        cluster |= in_namespaces
+    assert rbac_usage.mismatch(rbac_usage.granted(rules(objects, "ClusterRole")), cluster) == []
 
 
-def _check_operator_rules(rule_list: list[dict[str, Any]]) -> None:
-    """Everything clients/kube.py can touch is granted, with exactly the verbs the operator uses."""
-    for rule in rule_list:
-        assert set(rule["verbs"]) <= ALLOWED_VERBS, rule
-    for kind, resource in RESOURCES.items():
-        group = resource.api_version.rpartition("/")[0]
-        verbs = grants(rule_list, group, resource.plural)
-        if kind == "Namespace":
-            continue  # cluster-scoped; checked in the cluster-wide test
-        if kind == "Event":
-            assert verbs == {"create", "patch"}
-        elif kind == "Pod":
-            assert verbs == {"get", "list", "watch", "patch"}  # patch: the hub servers' config-hash annotation
-        elif group == "fleet.lattice.dev":
-            # SiloInstall: the operator records requests published by hand (a creating server-side apply).
-            assert verbs == {"get", "list", "watch", "patch"} | ({"create"} if kind == "SiloInstall" else set())
-            assert grants(rule_list, group, f"{resource.plural}/status") == {"get", "patch", "update"}
-            assert grants(rule_list, group, f"{resource.plural}/finalizers") == {"update"}
-        else:
-            assert verbs == {"get", "list", "create", "patch", "delete"}, kind
+def test_rbac_check_fails_on_a_missing_or_an_unused_grant(render: Callable[[str], Objects]) -> None:
+    """The comparison above can fail: one grant taken away, one unused grant added, each is named."""
+    granted = rbac_usage.granted(rules(render("default"), "ClusterRole"))
+    used = rbac_usage.namespaced_grants() | rbac_usage.CLUSTER_GRANTS
+    assert rbac_usage.mismatch(granted, used) == []
+    missing = ("", "secrets", "list", None)
+    assert rbac_usage.mismatch(granted - {missing}, used) == ["used, not granted: core/secrets list"]
+    extra = ("apps", "statefulsets", "delete", None)
+    assert rbac_usage.mismatch(granted | {extra}, used) == ["granted, never used: apps/statefulsets delete"]
 
 
-def test_clusterwide_rbac(render: Callable[[str], Objects]) -> None:
-    objects = render("default")
-    cluster_rules = rules(objects, "ClusterRole")
-    _check_operator_rules(cluster_rules)
-    assert grants(cluster_rules, "", "namespaces") == {"list", "watch"}
-    assert grants(cluster_rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch"}
-    assert grants(cluster_rules, "kopf.dev", "clusterkopfpeerings") == set()
-    assert "Role" not in kinds(objects)
-    binding = one(objects, "ClusterRoleBinding")
+def test_rbac_derivation_sees_the_calls() -> None:
+    """The derivation reads the call sites it should: a sample of known calls, each with its verbs."""
+    used = rbac_usage.namespaced_grants()
+    for grant in [("", "secrets", "list", None),  # apply/hub.py silo_users
+                  ("", "pods", "patch", None),  # the config-hash annotation
+                  ("apps", "deployments", "create", None),  # the rendered leaf
+                  ("fleet.lattice.dev", "siloinstalls/status", "update", None),  # the install status store
+                  ("fleet.lattice.dev", "fleetstreams/status", "patch", None),  # kopf, for write_status
+                  ("fleet.lattice.dev", "siloleaves", "watch", None),  # kopf
+                  ("", "events", "create", None)]:  # kopf.event
+        assert grant in used, grant
+    assert ("", "pods", "create", None) not in used  # the annotation is a merge patch, never a create
+
+
+def test_clusterwide_rbac_binds_the_service_account(render: Callable[[str], Objects]) -> None:
+    binding = one(render("default"), "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fleet-lattice", "namespace": "fleet-system"}]
-
-
-def test_ha_rbac_allows_peering(render: Callable[[str], Objects]) -> None:
-    assert grants(rules(render("ha"), "ClusterRole"), "kopf.dev", "clusterkopfpeerings") == {
-        "get", "list", "watch", "patch"}
 
 
 @pytest.mark.parametrize("variant", ["namespaced", "ha-namespaced"])
 def test_namespaced_rbac(render: Callable[[str], Objects], variant: str) -> None:
     objects = render(variant)
-    cluster_rules = rules(objects, "ClusterRole")
-    # Cluster-wide, only what kopf must read to learn which resources exist.
-    assert cluster_rules == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-                              "verbs": ["get", "list", "watch"]}]
-    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
-    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
-    assert set(roles) == set(bindings) == {"fleet", "edge"}
-    for role in roles.values():
-        _check_operator_rules(role["rules"])
+    bindings = {o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding"}
+    assert bindings == {"fleet", "edge"}
     c = container(objects)
     assert [c["args"][i + 1] for i, a in enumerate(c["args"]) if a == "--namespace"] == ["fleet", "edge"]
-    peering_verbs = grants(roles["fleet"]["rules"], "kopf.dev", "kopfpeerings")
     if variant == "ha-namespaced":
-        assert peering_verbs == {"get", "list", "watch", "patch"}
         assert {o["metadata"]["namespace"] for o in objects if o["kind"] == "KopfPeering"} == {"fleet", "edge"}
-    else:
-        assert peering_verbs == set()
 
 
 # ------------------------------------------------------------------ metrics
@@ -305,17 +298,7 @@ def test_sync_wave_annotation(render: Callable[[str], Objects]) -> None:
         assert obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0", obj["kind"]
 
 
-def test_every_kind_the_operator_renders_is_one_its_client_and_rbac_know(render: Callable[[str], Objects]) -> None:
-    """A rendered kind missing from clients/kube.RESOURCES fails at apply time, in the cluster only; one the
-    chart does not grant fails only under the Helm-installed operator (found so: the leaf's NetworkPolicy)."""
-    spec = hub_spec(replicas=3, tls=True)
-    leaf = render_leaf_bundle(SiloLeafSpec(silo="ct-fac", hub=HUB.name), "ct-fac", "nats://hub:7422", "SU",
-                              local_credential("ct-fac"), hub_ca="ca")
-    rendered = {m["kind"] for m in (*render_hub_manifests(HUB, spec, render_hub_conf(HUB, spec, hub_users()),
-                                                          restart_hash(HUB, spec)), *leaf)}
-    assert rendered - set(RESOURCES) == set()
-    cluster_rules = rules(render("default"), "ClusterRole")
-    for kind in rendered:
-        resource = RESOURCES[kind]
-        assert {"create", "patch"} <= grants(cluster_rules, resource.api_version.rpartition("/")[0],
-                                             resource.plural), kind
+def test_every_kind_the_operator_renders_is_one_its_client_knows() -> None:
+    """A rendered kind missing from clients/kube.RESOURCES fails at apply time, in the cluster only (the RBAC test
+    above checks the chart grants each; found so: the leaf's NetworkPolicy)."""
+    assert rbac_usage.rendered_hub_kinds() | rbac_usage.rendered_leaf_kinds() <= set(RESOURCES)

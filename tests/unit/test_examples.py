@@ -1,4 +1,4 @@
-"""Every example in examples/ is a valid resource of one of the four kinds."""
+"""Every example in examples/ is a valid resource of one of our kinds."""
 
 from pathlib import Path
 

@@ -50,6 +50,13 @@ BAD_INPUTS: list[tuple[type[BaseModel], dict[str, Any], str]] = [
     (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"subscribe": ["$JS.API.>"]}}, "extra permissions"),
     (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"subscribe": ["fleet.install.forge.request"]}},
      "extra permissions may only"),
+    # The silo's state keys are its declared aspects only, each one token, a bounded number of them.
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"publish": ["fleet.state.ct-fac.>"]}},
+     "extra permissions may only"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"stateAspects": ["gpu.x"]}}, "stateAspects"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"stateAspects": ["*"]}}, "stateAspects"),
+    (SiloLeafSpec, {"silo": "ct-fac", "hub": "h", "permissions": {"stateAspects": [f"a{i}" for i in range(9)]}},
+     "stateAspects"),
     # Durations that overflowed a datetime, a zero timeout, params that outgrow one bus message.
     (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "timeout": "99999999999999999999999w"}, "timeout"),
     (SiloInstallSpec, {"silo": "ct-fac", "version": "v1", "timeout": "0s"}, "timeout must be longer than zero"),

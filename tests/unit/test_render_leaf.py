@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from fleetlattice.api.siloleaf import ExtraPermissions, SiloLeafSpec
-from fleetlattice.render.leaf import SEED_ENV, render_leaf_bundle, render_leaf_conf, render_leaf_manifests
+from fleetlattice.logic.conditions import owned_by, ownership
+from fleetlattice.render.leaf import (
+    SEED_ENV,
+    leaf_seed_secret,
+    leaf_url,
+    render_leaf_bundle,
+    render_leaf_conf,
+    render_leaf_manifests,
+)
 from nats_processes import check_config
 from render_fixtures import Golden, credential, local_credential, temp_paths
 
@@ -125,3 +133,34 @@ def test_changed_permissions_roll_the_leaf() -> None:
     before, after = annotations(SPEC), annotations(wider)
     assert before["fleet.lattice.dev/config-checksum"] == after["fleet.lattice.dev/config-checksum"]
     assert before["fleet.lattice.dev/permissions-checksum"] != after["fleet.lattice.dev/permissions-checksum"]
+
+
+def test_the_seeds_leaf_names_are_the_users_choice() -> None:
+    """`nats://nats-leaf.eose-entry.svc.cluster.local:4222`, as seed 000's mrcp-agent dials it."""
+    spec = SiloLeafSpec.model_validate({"silo": "ct-fac", "hub": "eose-hub",
+                                        "leaf": {"namespace": "eose-entry", "serviceName": "nats-leaf"}})
+    manifests = render_leaf_manifests(spec, "eose-entry", REMOTE, LOCAL.public_key, False)
+    assert {(m["kind"], m["metadata"]["name"], m["metadata"]["namespace"]) for m in manifests} == {
+        ("ConfigMap", "ct-fac-leaf-config", "eose-entry"), ("Deployment", "ct-fac-leaf", "eose-entry"),
+        ("Service", "nats-leaf", "eose-entry"), ("NetworkPolicy", "ct-fac-leaf", "eose-entry")}
+    assert leaf_url(spec, "eose-entry") == "nats://nats-leaf.eose-entry.svc.cluster.local:4222"
+    assert leaf_url(SPEC, "fleet") == "nats://ct-fac-leaf.fleet.svc.cluster.local:4222"
+    secret = leaf_seed_secret(spec, "eose-entry", SEED, {})
+    assert base64.b64decode(secret["data"]["seed"]).decode() == SEED and set(secret["data"]) == {"seed"}
+
+
+@pytest.mark.parametrize("field", ["namespace", "serviceName"])
+def test_leaf_names_must_be_dns_labels(field: str) -> None:
+    with pytest.raises(ValueError, match="should match pattern"):
+        SiloLeafSpec.model_validate({"silo": "ct-fac", "hub": "eose-hub", "leaf": {field: "Eose_Entry"}})
+
+
+def test_a_child_in_another_namespace_is_marked_by_annotation_not_owner_reference() -> None:
+    owner = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf",
+             "metadata": {"name": "ct-fac", "namespace": "fleet", "uid": "u1"}}
+    assert "ownerReferences" in ownership(owner, "fleet")
+    elsewhere = ownership(owner, "eose-entry")
+    assert elsewhere == {"annotations": {"fleet.lattice.dev/owner": "fleet/ct-fac"}}
+    assert owned_by({"metadata": elsewhere}, owner) and owned_by({"metadata": ownership(owner, "fleet")}, owner)
+    assert not owned_by({"metadata": {"annotations": {"fleet.lattice.dev/owner": "other/ct-fac"}}}, owner)
+    assert not owned_by({"metadata": {}}, owner)

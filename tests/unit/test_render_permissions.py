@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetlattice.api.bus import agent_durable, inbox_prefix
-from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.api.siloleaf import MAX_STATE_ASPECTS, ExtraPermissions
 from fleetlattice.render.permissions import silo_permissions
 
 SILOS = ("ct-fac", "msclo", "forge")
@@ -103,3 +103,27 @@ def test_extras_are_appended_once() -> None:
     assert perms["publish"]["allow"].count("fleet.events.ct-fac.>") == 1
     assert perms["subscribe"]["allow"][-1] == "fleet.campfire.>"
     assert silo_permissions("ct-fac") == silo_permissions("ct-fac", ExtraPermissions())
+
+
+def test_a_silo_writes_only_its_own_key_its_agents_and_its_declared_aspects() -> None:
+    """No wildcard under the silo's state: its footprint in FLEET_STATE is a count of keys (README, Footprint)."""
+    assert allowed("ct-fac", "publish", "fleet.state.ct-fac.agent")
+    for subject in ("fleet.state.ct-fac.disk", "$KV.FLEET_STATE.ct-fac.disk", "fleet.state.ct-fac.gpu.x",
+                    "$KV.FLEET_STATE.ct-fac.gpu.x"):
+        assert not allowed("ct-fac", "publish", subject), subject
+    perms = silo_permissions("ct-fac", ExtraPermissions(state_aspects=["disk"]))["publish"]["allow"]
+    assert {"fleet.state.ct-fac.disk", "$KV.FLEET_STATE.ct-fac.disk"} <= set(perms)
+    assert "fleet.state.ct-fac.gpu" not in perms  # declaring aspects replaces the default ones
+    writes = [p for p in perms if p.startswith(("fleet.state.", "$KV.FLEET_STATE."))]
+    assert not [p for p in writes if "*" in p or ">" in p]
+    assert sorted(writes) == sorted(f"{prefix}.ct-fac{key}" for prefix in ("fleet.state", "$KV.FLEET_STATE")
+                                    for key in ("", ".disk", ".agent"))
+
+
+def test_the_most_state_keys_a_silo_may_write_is_bounded() -> None:
+    aspects = [f"a{i}" for i in range(MAX_STATE_ASPECTS)]
+    writes = {p for p in silo_permissions("ct-fac", ExtraPermissions(state_aspects=aspects))["publish"]["allow"]
+              if p.startswith("fleet.state.")}
+    assert len(writes) == MAX_STATE_ASPECTS + 2  # its own key and the agent's
+    with pytest.raises(ValueError, match="at most 8"):
+        ExtraPermissions(state_aspects=[*aspects, "one-more"])

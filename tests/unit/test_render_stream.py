@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from nats.js.api import RetentionPolicy, StorageType
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
+from fleetlattice.api.bus import DEFAULT_STATE_ASPECTS
 from fleetlattice.api.fleetstream import FleetStreamSpec
+from fleetlattice.api.siloleaf import MAX_STATE_ASPECTS
 from fleetlattice.render.stream import (
     config_dict,
     immutable_changes,
@@ -163,3 +166,39 @@ async def test_plain_publishes_land_in_the_bucket(js: JetStreamContext) -> None:
     kv = await js.key_value("FLEET_STATE")
     assert (await kv.get("ct-fac")).value == b"ok"
     assert (await kv.get("ct-fac.gpu")).value == b"4"
+
+
+EXAMPLE_STREAMS = {doc["spec"]["name"]: FleetStreamSpec.model_validate(doc["spec"])
+                   for path in sorted((Path(__file__).resolve().parents[2] / "examples").glob("fleetstream-*.yaml"))
+                   for doc in [yaml.safe_load(path.read_text())]}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_STREAMS))
+def test_every_standard_stream_is_bounded(name: str) -> None:
+    """No shipped stream can grow without limit or take messages of any size; each Stream says what it drops
+    when full (a KeyValue bucket always refuses new values)."""
+    spec = EXAMPLE_STREAMS[name]
+    config = render_stream_config(spec)
+    assert spec.max_bytes and spec.max_msg_size, name
+    assert config.max_bytes > 0 and config.max_msg_size > 0
+    if spec.kind == "Stream":
+        assert "discard" in spec.model_fields_set, f"{name}: choose a discard policy"
+
+
+def test_a_silos_state_footprint_is_the_bound_the_readme_gives() -> None:
+    """keys x history x maxMsgSize, the keys being the silo's own, its agent's and its declared aspects."""
+    config = render_stream_config(EXAMPLE_STREAMS["FLEET_STATE"])
+    per_key = config.max_msgs_per_subject * config.max_msg_size
+    assert (MAX_STATE_ASPECTS + 2) * per_key == 800 * 1024
+    assert (len(DEFAULT_STATE_ASPECTS) + 2) * per_key == 320 * 1024
+    assert config.max_bytes // ((MAX_STATE_ASPECTS + 2) * per_key) >= 300  # silos at their largest
+
+
+async def test_the_standard_streams_refuse_oversized_messages(js: JetStreamContext) -> None:
+    for spec in EXAMPLE_STREAMS.values():
+        await js.add_stream(render_stream_config(spec.model_copy(update={"hub": "h", "storage": "Memory",
+                                                                         "max_bytes": "8Mi"})))
+    for subject, limit in [("fleet.state.ct-fac", 16 * 1024), ("fleet.events.ct-fac.boot", 16 * 1024)]:
+        await js.publish(subject, b"x" * (limit - 256))
+        with pytest.raises(APIError, match="maximum"):
+            await js.publish(subject, b"x" * (limit + 1))

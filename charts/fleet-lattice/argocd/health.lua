@@ -1,5 +1,5 @@
--- Argo CD health of the fleet.lattice.dev kinds: FleetHub, SiloLeaf, FleetStream, SiloInstall.
--- One script for all four (argocd-cm key resource.customizations.health.fleet.lattice.dev_<Kind>), so the
+-- Argo CD health of the fleet.lattice.dev kinds: FleetHub, SiloLeaf, FleetStream, SiloInstall, FleetUser.
+-- One script for all of them (argocd-cm key resource.customizations.health.fleet.lattice.dev_<Kind>), so the
 -- rules cannot drift apart. Lua 5.1 (Argo CD embeds gopher-lua); tests/unit/test_argocd_health.py runs it.
 --
 -- Healthy:     Ready=True and the operator has seen the current spec (status.observedGeneration == generation).
@@ -14,6 +14,7 @@ local FAILED = {
   SiloLeaf = {DuplicateSilo = true},
   FleetStream = {ImmutableFieldChanged = true, JetStreamError = true},
   SiloInstall = {Failed = true, TimedOut = true},
+  FleetUser = {DuplicateConsumer = true},
 }
 -- SiloInstall phases during which the install is still moving.
 local ACTIVE_PHASES = {Pending = true, Requested = true, InProgress = true, Scrubbing = true}

@@ -16,7 +16,7 @@ from pathlib import Path
 CHART = Path(__file__).resolve().parents[1]
 REPO = CHART.parents[1]
 GROUP = "fleet.lattice.dev"
-KINDS = ("FleetHub", "SiloLeaf", "FleetStream", "SiloInstall")
+KINDS = ("FleetHub", "SiloLeaf", "FleetStream", "SiloInstall", "FleetUser")
 
 
 def expected_crds() -> dict[str, bytes]:

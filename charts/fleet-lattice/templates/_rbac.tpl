@@ -1,74 +1,90 @@
 {{/*
-The operator's permissions, derived from what it calls (operator/fleetlattice/kube.py and handlers/).
-No wildcards; tests/unit/test_chart.py fails on any "*" and checks these verbs.
+The operator's permissions: exactly what it calls, no more. tests/unit/test_chart.py derives the set from the
+code (the call sites of clients/kube.py, the kinds the kopf handlers watch and write, kopf's own requests) and
+fails on any verb granted and not used, or used and not granted. No wildcards.
 
-- The four kinds: kopf watches them and patches metadata (finalizers, progress annotations);
-  status is written by merge patch (handlers) and by PUT with resourceVersion (install bus).
-- <kind>/finalizers update: children carry ownerReferences with blockOwnerDeletion, which the
-  OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the owner's finalizers.
-- Children (ConfigMaps, Secrets, Services, StatefulSets, Deployments, PodDisruptionBudgets) are written by
-  server-side apply (PATCH; `create` when the object is new); get/list read them back. No watch: nothing
-  watches them. delete: Kube.delete, for children the operator stops owning (e.g. a leaf switched to External).
-- Pods: listed for hub status (which servers are up).
-- Events: kopf posts events about the objects it handles.
+- The kinds: kopf lists and watches them, and patches metadata (finalizers, its annotations); kopf
+  merge-patches the status of the kinds whose handlers write status; the install bus PUTs SiloInstall status
+  with a resourceVersion (update). get only where the operator reads one object (FleetHub, SiloInstall).
+- fleethubs/siloleaves/fleetusers finalizers update: their children carry ownerReferences with blockOwnerDeletion, which
+  the OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the owner's finalizers.
+- Children (ConfigMaps, Secrets, Services, StatefulSets, Deployments, PodDisruptionBudgets, NetworkPolicies)
+  are written by server-side apply: patch, and create when the object is new. get only for what it reads back.
+  No watch: nothing watches them. Garbage collection removes them with their owner, except a SiloLeaf's leaf
+  placed in another namespace (spec.leaf.namespace), where no owner reference can point: get (is the name
+  ours?) and delete of the leaf's Deployment, Service, ConfigMap, NetworkPolicy and Secrets there.
+- Secrets list: one labelled list per hub render for the silo users' public keys (Kubernetes RBAC cannot bind a
+  label selector; namespaced mode confines it to the watched namespaces).
+- Pods: listed for hub status; patch: the hub servers' config-hash annotation (a merge patch, never a create).
+- Events: kopf posts them (create only).
+- kopf peering (HA): list/watch of the peering objects; patch only of this release's one, by name.
 */}}
 {{- define "fleet-lattice.namespacedRules" -}}
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs, siloleaves, fleetstreams]
+  resources: [fleethubs]
   verbs: [get, list, watch, patch]
+- apiGroups: [fleet.lattice.dev]
+  resources: [siloleaves, fleetstreams, fleetusers]
+  verbs: [list, watch, patch]
 - apiGroups: [fleet.lattice.dev]
   resources: [siloinstalls]
   # create: a request published by hand on the bus is recorded as a SiloInstall (server-side apply that
   # creates an object is authorized as create too)
   verbs: [get, list, watch, create, patch]
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, siloinstalls/status]
-  verbs: [get, patch, update]
+  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, fleetusers/status]
+  verbs: [patch]
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs/finalizers, siloleaves/finalizers, fleetstreams/finalizers, siloinstalls/finalizers]
+  resources: [siloinstalls/status]
+  verbs: [update]
+- apiGroups: [fleet.lattice.dev]
+  resources: [fleethubs/finalizers, siloleaves/finalizers, fleetusers/finalizers]
   verbs: [update]
 - apiGroups: [""]
-  resources: [configmaps, secrets, services]
+  resources: [secrets]
   verbs: [get, list, create, patch, delete]
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, create, patch, delete]
 - apiGroups: [apps]
-  resources: [statefulsets, deployments]
-  verbs: [get, list, create, patch, delete]
+  resources: [statefulsets]
+  verbs: [get, create, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [create, patch]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  # patch: the hub's servers get the new config's hash, which makes kubelet refresh their mounted config now
-  verbs: [get, list, watch, patch]
+  verbs: [list, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-{{- if .Values.ha.enabled }}
-# kopf peering in namespaced mode: one KopfPeering per watched namespace, kept alive by PATCH.
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
+  verbs: [create]
+{{- if and .Values.ha.enabled .Values.watchNamespaces }}
+{{ include "fleet-lattice.peeringRules" (list . "kopfpeerings") }}
 {{- end }}
 {{- end -}}
 
-{{/* What kopf reads cluster-wide in every mode: CRDs, to learn which resources exist. */}}
+{{/* kopf peering: ([root, plural]) list/watch every peering object, patch (keep-alive) only this release's. */}}
+{{- define "fleet-lattice.peeringRules" -}}
+{{- $root := index . 0 }}
+{{- $plural := index . 1 -}}
+- apiGroups: [kopf.dev]
+  resources: [{{ $plural }}]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [{{ $plural }}]
+  resourceNames: [{{ include "fleet-lattice.peeringName" $root }}]
+  verbs: [patch]
+{{- end -}}
+
+{{/* What kopf reads cluster-wide in every mode: CRDs (list and watch), to learn which resources exist. */}}
 {{- define "fleet-lattice.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-{{- end -}}
-
-{{/* Only cluster-wide (no watchNamespaces): kopf observes namespaces and peers through ClusterKopfPeering. */}}
-{{- define "fleet-lattice.clusterwideRules" -}}
-- apiGroups: [""]
-  resources: [namespaces]
   verbs: [list, watch]
-{{- if .Values.ha.enabled }}
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
 {{- end -}}

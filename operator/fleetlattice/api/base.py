@@ -45,6 +45,8 @@ Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length
 Size = Annotated[str, StringConstraints(pattern=SIZE_PATTERN, max_length=32)]
 StreamName = Annotated[str, StringConstraints(pattern=STREAM_NAME_PATTERN, min_length=1, max_length=64)]
 ObjectName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN, min_length=1, max_length=253)]
+# Namespaces and Service names: RFC 1123 labels.
+DnsLabel = Annotated[str, StringConstraints(pattern=SILO_NAME_PATTERN, min_length=1, max_length=63)]
 
 
 @dataclass(frozen=True)

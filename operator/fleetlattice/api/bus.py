@@ -7,6 +7,8 @@ from typing import Final, Literal
 
 INSTALL_STREAM: Final = "FLEET_INSTALL"
 STATE_BUCKET: Final = "FLEET_STATE"
+# The standard streams besides the install work queue (examples/ ships them): what an observer reads.
+OBSERVED_STREAMS: Final = ("FLEET_EVENTS", "FLEET_MDSMS", "FLEET_LEAN")
 # The hub's JetStream domain. A leafnode connection never carries the plain `$JS.API.>` (nor `$KV.>`):
 # nats-server denies both on every leafnode whose two ends are not one extended JetStream domain.
 # Naming the hub's domain makes it install `$JS.<domain>.API.>` -> `$JS.API.>` in its accounts, so
@@ -27,7 +29,8 @@ RESERVED_SILO_NAMES: Final = (
 # Where a SiloLeaf's extra permissions may reach: the silo's own subjects (fleet.<word>.<silo>.> and
 # fleet.<silo>.>) and the fleet-wide subjects of the seeds that any silo may use. Never `>`, `$JS.>` or
 # another silo's subjects, which would undo the silo's isolation.
-SILO_OWNED_WORDS: Final = ("events", "state", "mdsms", "arc")
+# Not `state`: the state keys a silo writes are bounded by its declared aspects (SiloLeaf stateAspects).
+SILO_OWNED_WORDS: Final = ("events", "mdsms", "arc")
 SHARED_SUBJECT_PREFIXES: Final = ("fleet.campfire.", "fleet.lean.proof.")
 
 
@@ -63,6 +66,8 @@ def parse_report_subject(subject: str) -> tuple[str, ReportKind] | None:
 # The agent's heartbeat is its own aspect of the silo's state: key `<silo>` is the silo's own publishers'
 # (the seed's mrcp-agent puts pods and health there), which a heartbeat every few seconds would overwrite.
 AGENT_STATE_ASPECT: Final = "agent"
+# The aspects a silo may write when its SiloLeaf declares none (the seeds' gpu and memory).
+DEFAULT_STATE_ASPECTS: Final = ("gpu", "memory")
 
 
 def agent_state_key(silo: str) -> str:
@@ -87,6 +92,13 @@ def inbox_prefix(silo: str) -> str:
     """Per-silo reply inbox prefix; agents connect with nats-py `inbox_prefix=inbox_prefix(silo).encode()`.
     The default `_INBOX.>` would be shared by every silo, letting one read another's replies."""
     return f"_INBOX_{silo}"
+
+
+def user_inbox_prefix(user: str) -> str:
+    """A FleetUser's reply inbox prefix. No silo name contains `_` and no object name does, so it is apart
+    from every silo's and, with the name's dots made `_`, from every other user's (`a` and `a.b` would
+    otherwise nest)."""
+    return f"_INBOX_user_{user.replace('.', '_')}"
 
 
 def request_id(uid: str, generation: int, attempt: int) -> str:

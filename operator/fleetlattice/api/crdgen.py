@@ -52,8 +52,9 @@ def _structural(node: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any]:
         for name, prop in node["properties"].items():
             prop = _structural(prop, keep_defaults=keep_defaults)
             if keep_defaults and name not in required and "default" not in prop:
-                # An empty default lets the API server apply the nested defaults too.
-                if prop.get("type") == "object" and "properties" in prop:
+                # An empty default lets the API server apply the nested defaults too; never for an object
+                # with required fields (an optional one such as FleetUser's ingest), which {} would break.
+                if prop.get("type") == "object" and "properties" in prop and not prop.get("required"):
                     prop["default"] = {}
                 elif prop.get("type") == "array":
                     prop["default"] = []

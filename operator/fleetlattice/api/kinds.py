@@ -1,4 +1,4 @@
-"""The four kinds: names, printer columns and models, as DESIGN.md fixes them."""
+"""The kinds: names, printer columns and models, as DESIGN.md fixes them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from fleetlattice.api.fleethub import FleetHubSpec, FleetHubStatus
 from fleetlattice.api.fleetstream import FleetStreamSpec, FleetStreamStatus
+from fleetlattice.api.fleetuser import FleetUserSpec, FleetUserStatus
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.api.siloleaf import SiloLeafSpec, SiloLeafStatus
 
@@ -111,4 +112,22 @@ SILO_INSTALL = Kind(
     ),
 )
 
-KINDS: tuple[Kind, ...] = (FLEET_HUB, SILO_LEAF, FLEET_STREAM, SILO_INSTALL)
+FLEET_USER = Kind(
+    "FleetUser",
+    "fleetusers",
+    "fleetuser",
+    "fuser",
+    "A hub-side identity for a person or an app (observer, installer, ingest consumer): its permissions and a "
+    "generated NKey in a Secret it owns.",
+    FleetUserSpec,
+    FleetUserStatus,
+    (
+        Column("Hub", "string", ".spec.hub", "FleetHub the user signs in to"),
+        Column("Roles", "string", ".spec.roles", "Preset roles"),
+        Column("Ready", "string", READY_COLUMN, "Ready condition"),
+        Column("Secret", "string", ".status.credentialsSecret", "Secret holding the NKey", priority=1),
+        Column("URL", "string", ".status.url", "Hub client URL", priority=1),
+    ),
+)
+
+KINDS: tuple[Kind, ...] = (FLEET_HUB, SILO_LEAF, FLEET_STREAM, SILO_INSTALL, FLEET_USER)

@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from fleetlattice.api import defaults
-from fleetlattice.api.base import ApiModel, ObjectName, Rule, SiloName, StatusBase, Subject, silo_field
-from fleetlattice.api.bus import SHARED_SUBJECT_PREFIXES, SILO_OWNED_WORDS, silo_subject_prefixes
+from fleetlattice.api.base import (
+    ApiModel,
+    DnsLabel,
+    ObjectName,
+    Rule,
+    SiloName,
+    StatusBase,
+    Subject,
+    silo_field,
+)
+from fleetlattice.api.bus import (
+    DEFAULT_STATE_ASPECTS,
+    SHARED_SUBJECT_PREFIXES,
+    SILO_OWNED_WORDS,
+    silo_subject_prefixes,
+)
 
 MAX_EXTRA_SUBJECTS = 32
+# With the silo's own key and the agent's, a silo writes at most MAX_STATE_ASPECTS + 2 keys of FLEET_STATE, so its
+# footprint there is bounded: keys x the bucket's history x its maxMsgSize (README, SiloLeaf, Footprint).
+MAX_STATE_ASPECTS = 8
 _EXTRA_SCOPE = (
-    "subjects under the silo's own fleet.<silo>. or fleet.{events,state,mdsms,arc}.<silo>., or under "
-    + " or ".join(SHARED_SUBJECT_PREFIXES)
+    "subjects under the silo's own fleet.<silo>. or fleet.{" + ",".join(SILO_OWNED_WORDS) + "}.<silo>., or under "
+    + " or ".join(SHARED_SUBJECT_PREFIXES) + " (state keys: stateAspects)"
 )
+# One NATS token, short: the key <silo>.<aspect>.
+StateAspect = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$", max_length=32)]
 
 
 class ExtraPermissions(ApiModel):
@@ -26,6 +45,10 @@ class ExtraPermissions(ApiModel):
                                    description="Extra subjects the silo may publish.")
     subscribe: list[Subject] = Field(default_factory=list, max_length=MAX_EXTRA_SUBJECTS,
                                      description="Extra subjects the silo may receive.")
+    state_aspects: list[StateAspect] = Field(
+        list(DEFAULT_STATE_ASPECTS), max_length=MAX_STATE_ASPECTS,
+        description="FLEET_STATE keys <silo>.<aspect> the silo may write (fleet.state.<silo>.<aspect>), besides "
+        "its own key <silo> and its agent's <silo>.agent. Any other key of the silo is denied.")
 
 
 def _prefix_cel(var: str) -> str:
@@ -50,6 +73,15 @@ class LeafWorkload(ApiModel):
         "(fleetlattice leaf export) to apply in the silo's own cluster.",
     )
     image: str = Field(defaults.NATS_IMAGE, min_length=1, description="Leaf nats-server image.")
+    namespace: DnsLabel | None = Field(
+        None, description="Namespace the leaf runs in, with the Secret its silo's own clients sign in with "
+        "(default: the SiloLeaf's). The seed's leaf runs beside its apps: eose-entry. The operator must be "
+        "allowed to manage that namespace; what it puts there is deleted with the SiloLeaf.",
+    )
+    service_name: DnsLabel | None = Field(
+        None, description="Name of the leaf's Service (default: <silo>-leaf); the seed's is nats-leaf, so apps "
+        "reach nats://nats-leaf.eose-entry.svc.cluster.local:4222.",
+    )
 
 
 class SiloLeafSpec(ApiModel):
@@ -82,3 +114,5 @@ class SiloLeafStatus(StatusBase):
         None, description="Last state the silo's agent wrote to FLEET_STATE (refreshed at most every 30s)."
     )
     installed_version: str = Field("", description="Version the silo's agent reports as installed.")
+    leaf_namespace: str = Field("", description="Namespace the in-cluster leaf runs in.")
+    leaf_url: str = Field("", description="Where the silo's agent and apps connect: the leaf's Service.")

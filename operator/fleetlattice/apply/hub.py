@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.coalesce import Coalescer
 from fleetlattice.clients.hub_connections import OPERATOR_USER, SYSTEM_USER
@@ -25,9 +24,16 @@ from fleetlattice.logic.conditions import owner_reference
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
 from fleetlattice.logic.times import parse_time
-from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf, restart_hash
+from fleetlattice.render.hub_conf import FleetUserConf, HubUsers, SiloUser, render_hub_conf, restart_hash
 from fleetlattice.render.hub_manifests import render_hub_manifests
-from fleetlattice.render.names import CONFIG_HASH_ANNOTATION, SILO_LABEL, HubRef, SiloRef
+from fleetlattice.render.names import (
+    CONFIG_HASH_ANNOTATION,
+    FLEET_USER_LABEL,
+    SILO_LABEL,
+    HubRef,
+    SiloRef,
+    UserRef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,25 @@ async def silo_users(kube: Kube, hub: HubRef) -> tuple[SiloUser, ...]:
     return tuple(users[s] for s in sorted(users))
 
 
+async def fleet_users(kube: Kube, hub: HubRef) -> tuple[FleetUserConf, ...]:
+    """One user per live FleetUser of this hub whose credential exists and whose spec is valid."""
+    secrets = {s["metadata"]["name"]: s.get("data", {})
+               for s in await kube.list("Secret", hub.namespace, labels=FLEET_USER_LABEL)}
+    users = []
+    for obj in await kube.list("FleetUser", hub.namespace):
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
+        try:
+            spec = FleetUserSpec.model_validate(obj.get("spec") or {})
+        except ValueError:
+            continue
+        cred = Credential.from_secret(secrets.get(UserRef(meta["name"]).credentials_secret, {}))
+        if spec.hub == hub.name and cred:
+            users.append(FleetUserConf(meta["name"], cred.public_key, spec))
+    return tuple(users)
+
+
 def _pod_ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -105,15 +130,8 @@ async def _nudge_servers(kube: Kube, hub: HubRef, config_hash: str) -> None:
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             continue
-        try:
-            annotations = {CONFIG_HASH_ANNOTATION: config_hash}
-            await kube.apply({"apiVersion": "v1", "kind": "Pod",
-                              "metadata": {"name": meta["name"], "namespace": hub.namespace,
-                                           "annotations": annotations}})
-        except ApiException as exc:
-            # Gone since the list (its replacement mounts the new config): the apply would try to create it.
-            if exc.status not in (404, 422):
-                raise
+        # False when it went since the list: its replacement mounts the new config anyway.
+        await kube.annotate("Pod", hub.namespace, meta["name"], {CONFIG_HASH_ANNOTATION: config_hash})
 
 
 @dataclass
@@ -124,8 +142,8 @@ class HubState:
 
     kube: Kube
     config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
-    # The silo users' credential keys in the config this process last wrote for each hub.
-    rendered_silo_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
+    # The silo and FleetUser credential keys in the config this process last wrote for each hub.
+    rendered_user_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
     _syncs: Coalescer[HubRef, bool] = field(init=False)
@@ -138,14 +156,14 @@ class HubState:
 
     def forget(self, hub: HubRef) -> None:
         """The hub is gone: nothing of it stays in memory."""
-        for book in (self.config_written_at, self.rendered_silo_keys, self.snapshots, self._config_locks):
+        for book in (self.config_written_at, self.rendered_user_keys, self.snapshots, self._config_locks):
             book.pop(hub, None)
 
     def lacks_user(self, hub: HubRef, key: str) -> bool:
-        """Whether the config this process last wrote for the hub misses this silo credential (or it has
-        written none yet). Answered from memory: a resync of a thousand unchanged SiloLeaves then reads
+        """Whether the config this process last wrote for the hub misses this silo or FleetUser credential (or
+        it has written none yet). Answered from memory: a resync of a thousand unchanged SiloLeaves then reads
         nothing, where reading the hub's ConfigMap (a thousand users) each time cost megabytes per leaf."""
-        known = self.rendered_silo_keys.get(hub)
+        known = self.rendered_user_keys.get(hub)
         return known is None or key not in known
 
     async def sync(self, namespace: str, hub_name: str) -> bool:
@@ -167,7 +185,7 @@ class HubState:
         async with self.config_lock(hub):
             operator, system = await ensure_hub_auth(self.kube, hub, body)
             users = HubUsers(operator=(operator.user, operator.public_key), system=(system.user, system.public_key),
-                             silos=await silo_users(self.kube, hub))
+                             silos=await silo_users(self.kube, hub), fleet_users=await fleet_users(self.kube, hub))
             text = render_hub_conf(hub, spec, users)
             rhash = restart_hash(hub, spec)
             current = await self.kube.get("ConfigMap", hub.namespace, hub.config_map)
@@ -178,7 +196,7 @@ class HubState:
             for manifest in render_hub_manifests(hub, spec, text, rhash):
                 manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
                 await self.kube.apply(manifest)
-            self.rendered_silo_keys[hub] = frozenset(silo.nkey for silo in users.silos)
+            self.rendered_user_keys[hub] = users.keys
             if changed and current is not None:
                 await _nudge_servers(self.kube, hub, conf_hash(text))
         return {"configHash": conf_hash(text), "restartHash": rhash}

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
+from fleetlattice.apply.credentials import CredentialSecrets
 from fleetlattice.apply.hub import HubState
 from fleetlattice.clients.kube import Kube
-from fleetlattice.logic.conditions import Cond, NotReady, owner_reference
-from fleetlattice.logic.credentials import Credential
+from fleetlattice.logic.conditions import Cond, NotReady, owned_by, ownership
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.leaf_status import leaf_status
-from fleetlattice.render.leaf import render_leaf_manifests
+from fleetlattice.render.leaf import leaf_seed_secret, leaf_url, render_leaf_manifests, service_name
 from fleetlattice.render.names import HubRef, SiloRef
 
 CREDENTIAL_CHECKSUM_ANNOTATION = "fleet.lattice.dev/credential-checksum"
@@ -24,46 +24,15 @@ class LeafState:
     """The SiloLeaf side of the operator: applies a leaf's credential, hub user and workload, and reads
     its status from what the hub state and the heartbeat watch already hold."""
 
-    def __init__(self, kube: Kube, hubs: HubState, heartbeats: SiloHeartbeats) -> None:
-        self.kube, self.hubs, self.heartbeats = kube, hubs, heartbeats
-        self._credential_locks: dict[tuple[str, str], asyncio.Lock] = {}
+    def __init__(self, kube: Kube, hubs: HubState, heartbeats: SiloHeartbeats, credentials: CredentialSecrets) -> None:
+        self.kube, self.hubs, self.heartbeats, self.credentials = kube, hubs, heartbeats, credentials
 
-    def _credential_lock(self, namespace: str, secret: str) -> asyncio.Lock:
-        """Serialises read-or-generate of one credential: a SiloLeaf's create handler and its resync timer
-        can run at once, and two generated credentials would rotate it (leaf roll, hub reload)."""
-        return self._credential_locks.setdefault((namespace, secret), asyncio.Lock())
-
-    def forget(self, namespace: str, silo: str) -> None:
-        """The SiloLeaf is gone: nothing of it stays in memory."""
+    def forget(self, namespace: str, silo: str, placed_in: str | None = None) -> None:
+        """The SiloLeaf is gone: nothing of it stays in memory. `placed_in`: its spec.leaf.namespace."""
         ref = SiloRef(silo)
-        for secret in (ref.credentials_secret, ref.local_secret):
-            self._credential_locks.pop((namespace, secret), None)
+        self.credentials.forget(namespace, ref.credentials_secret)
+        self.credentials.forget(placed_in or namespace, ref.local_secret)
         self.heartbeats.forget(namespace, silo)
-
-    async def _ensure_credential(self, body: dict[str, Any], secret_name: str, user: str,
-                                 labels: dict[str, str]) -> Credential:
-        """Generate an NKey once and keep it in `secret_name`. Deleting the Secret rotates it: a new one is
-        made here, the hub (or the leaf) takes the new public key and the leaf Deployment rolls. A Secret of
-        an older release (a password, no seed) is replaced the same way: that is the migration, and
-        server-side apply drops the keys this manager no longer writes."""
-        namespace = body["metadata"]["namespace"]
-        async with self._credential_lock(namespace, secret_name):
-            secret = await self.kube.get("Secret", namespace, secret_name)
-            data = (secret or {}).get("data", {})
-            cred = Credential.from_secret(data)
-            if cred is None or cred.user != user:
-                cred = Credential.generate(user)
-            wanted = cred.secret_data()
-            if secret is None or set(data) != set(wanted) or any(data.get(k) != v for k, v in wanted.items()):
-                await self.kube.apply({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner_reference(body)]},
-                    "data": wanted,
-                })
-        return cred
 
     async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
@@ -79,16 +48,24 @@ class LeafState:
         hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
         silo = SiloRef(spec.silo)
-        cred = await self._ensure_credential(body, silo.credentials_secret, spec.silo, silo.labels)
-        local = await self._ensure_credential(body, silo.local_secret, silo.local_user, silo.labels)
+        target = leaf_namespace(body, spec)
+        cred = await self.credentials.ensure(body, silo.credentials_secret, spec.silo, silo.labels)
+        await self._leave_previous_place(body, spec)
+        if spec.leaf.mode == "InCluster":
+            await self._claim(body, spec, target)
+        # Where the silo's agent and apps run: beside the leaf.
+        local = await self.credentials.ensure(body, silo.local_secret, silo.local_user, silo.labels,
+                                              namespace=target)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)
         if spec.leaf.mode == "InCluster":
             remote_url = hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
-            for manifest in render_leaf_manifests(spec, namespace, remote_url, local.public_key,
-                                                  hub_tls=hub_spec.tls.enabled):
-                manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
+            manifests = render_leaf_manifests(spec, target, remote_url, local.public_key, hub_tls=hub_spec.tls.enabled)
+            if target != namespace:
+                manifests.insert(0, leaf_seed_secret(spec, target, cred.seed, silo.labels))
+            for manifest in manifests:
+                _merge(manifest["metadata"], ownership(body, target))
                 if manifest["kind"] == "Deployment":
                     # A rotated credential must roll the leaf: its env var is only read at start.
                     annotations = manifest["spec"]["template"]["metadata"].setdefault("annotations", {})
@@ -99,6 +76,64 @@ class LeafState:
 
     def observe(self, body: dict[str, Any], spec: SiloLeafSpec, secret: str) -> tuple[dict[str, Any], list[Cond]]:
         namespace = body["metadata"]["namespace"]
-        return leaf_status(spec, body.get("status") or {}, secret,
-                           self.hubs.snapshots.get(HubRef(spec.hub, namespace)),
-                           self.heartbeats.latest(namespace, spec.silo))
+        fields, conds = leaf_status(spec, body.get("status") or {}, secret,
+                                    self.hubs.snapshots.get(HubRef(spec.hub, namespace)),
+                                    self.heartbeats.latest(namespace, spec.silo))
+        target = leaf_namespace(body, spec)
+        fields.update(leafNamespace=target if spec.leaf.mode == "InCluster" else "", leafUrl=leaf_url(spec, target))
+        return fields, conds
+
+    async def _claim(self, body: dict[str, Any], spec: SiloLeafSpec, target: str) -> None:
+        """Never take over a leaf or Service someone else made in the silo's namespace (the seed's own
+        nats-leaf, or the same silo placed there from another fleet namespace)."""
+        for kind, name in (("Deployment", SiloRef(spec.silo).leaf), ("Service", service_name(spec))):
+            existing = await self.kube.get(kind, target, name)
+            if existing is not None and not owned_by(existing, body):
+                raise NotReady("LeafNameTaken", f"{kind} {target}/{name} exists and is not this SiloLeaf's; "
+                               "remove it or choose spec.leaf.namespace / spec.leaf.serviceName")
+
+    async def _leave_previous_place(self, body: dict[str, Any], spec: SiloLeafSpec) -> None:
+        """The spec moved the leaf (another namespace or Service name, or External now): what it left behind
+        goes. Status says where the leaf was (leafUrl names its Service)."""
+        status = body.get("status") or {}
+        before_ns, before_url = status.get("leafNamespace"), status.get("leafUrl", "")
+        if not before_ns:
+            return
+        here = spec.leaf.mode == "InCluster" and before_ns == leaf_namespace(body, spec)
+        before_service = urlsplit(before_url).hostname.split(".")[0] if before_url else ""
+        if here and before_service == service_name(spec):
+            return
+        if here:
+            await self._delete_owned(body, [("Service", before_ns, before_service)])
+        else:
+            await self.remove_children(body, spec, before_ns, before_service)
+
+    async def remove_children(self, body: dict[str, Any], spec: SiloLeafSpec, namespace: str | None = None,
+                              service: str | None = None) -> None:
+        """Delete what this SiloLeaf put in a namespace (default: where its spec places the leaf) — only what it
+        made. Children in its own namespace go by garbage collection anyway."""
+        namespace = namespace or leaf_namespace(body, spec)
+        silo = SiloRef(spec.silo)
+        children = [("Deployment", silo.leaf), ("ConfigMap", silo.leaf_config_map), ("NetworkPolicy", silo.leaf),
+                    ("Service", service or service_name(spec))]
+        if namespace != body["metadata"]["namespace"]:
+            children += [("Secret", silo.credentials_secret), ("Secret", silo.local_secret)]
+        await self._delete_owned(body, [(kind, namespace, name) for kind, name in children])
+
+    async def _delete_owned(self, body: dict[str, Any], objects: list[tuple[str, str, str]]) -> None:
+        for kind, namespace, name in objects:
+            existing = await self.kube.get(kind, namespace, name)
+            if existing is not None and owned_by(existing, body):
+                await self.kube.delete(kind, namespace, name)
+
+
+def leaf_namespace(body: dict[str, Any], spec: SiloLeafSpec) -> str:
+    return spec.leaf.namespace or body["metadata"]["namespace"]
+
+
+def _merge(metadata: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            metadata.setdefault(key, {}).update(value)
+        else:
+            metadata.setdefault(key, value)

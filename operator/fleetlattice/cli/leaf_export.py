@@ -19,11 +19,12 @@ class ExportError(Exception):
     """Something the user must fix first; the message says what."""
 
 
-async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace: str) -> str:
+async def export_bundle(kube: Kube, namespace: str, name: str, target_namespace: str | None) -> str:
     leaf = await kube.get("SiloLeaf", namespace, name)
     if leaf is None:
         raise ExportError(f"SiloLeaf {namespace}/{name} not found (kubectl get siloleaves -n {namespace})")
     spec = SiloLeafSpec.model_validate(leaf["spec"])
+    target_namespace = target_namespace or spec.leaf.namespace or namespace
     hub = await kube.get("FleetHub", namespace, spec.hub)
     if hub is None:
         raise ExportError(f"FleetHub {namespace}/{spec.hub} of silo {spec.silo} not found")

@@ -34,11 +34,28 @@ def _cmd_leaf_export(args: argparse.Namespace) -> int:
 
     load_config(args.kubeconfig)
     try:
-        text = asyncio.run(export_bundle(Kube(), args.namespace, args.name, args.target_namespace or args.namespace))
+        text = asyncio.run(export_bundle(Kube(), args.namespace, args.name, args.target_namespace))
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(text)
+    return 0
+
+
+def _cmd_user_context(args: argparse.Namespace) -> int:
+    from fleetlattice.cli.user_context import ContextError, nats_config_dir, user_context, write_files
+
+    load_config(args.kubeconfig)
+    try:
+        ctx = asyncio.run(user_context(Kube(), args.namespace, args.name, args.server, args.context))
+    except ContextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    files = ctx.files(Path(args.nats_config) if args.nats_config else nats_config_dir())
+    write_files(files)
+    for path in files:
+        print(f"wrote {path}", file=sys.stderr)
+    print(f"nats --context {ctx.name} sub 'fleet.>'")
     return 0
 
 
@@ -160,9 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     export = leaf.add_parser("export", help="print the bundle an External silo applies in its own cluster")
     export.add_argument("name", help="SiloLeaf name")
     export.add_argument("--namespace", "-n", default="default", help="namespace of the SiloLeaf")
-    export.add_argument("--target-namespace", help="namespace in the silo's cluster (default: same)")
+    export.add_argument("--target-namespace", help="namespace in the silo's cluster (default: the SiloLeaf's "
+                                                          "spec.leaf.namespace, else its own)")
     export.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
     export.set_defaults(func=_cmd_leaf_export)
+
+    user = sub.add_parser("user", help="FleetUsers").add_subparsers(dest="user_command", required=True)
+    ctx = user.add_parser("context", help="write a nats CLI context that signs in as a FleetUser")
+    ctx.add_argument("name", help="FleetUser name")
+    ctx.add_argument("--namespace", "-n", default="default", help="namespace of the FleetUser")
+    ctx.add_argument("--context", help="context name (default: the FleetUser's name)")
+    ctx.add_argument("--server", help="hub URL as reachable from here (default: the hub's in-cluster client URL)")
+    ctx.add_argument("--nats-config", help="nats CLI config directory (default: $XDG_CONFIG_HOME/nats or "
+                                          "~/.config/nats)")
+    ctx.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    ctx.set_defaults(func=_cmd_user_context)
     return parser
 
 

@@ -15,7 +15,7 @@ from fleetlattice.clients.hub_connections import AddressMode
 from fleetlattice.clients.kube import load_config
 from fleetlattice.handlers.runtime import Runtime, Settings
 
-HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream", "install")
+HANDLER_MODULES = ("lifecycle", "hub", "leaf", "stream", "install", "user")
 PREFIX = "fleet.lattice.dev"
 
 

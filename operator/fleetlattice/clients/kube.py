@@ -1,7 +1,9 @@
 """The Kubernetes edge: the sync client, run in worker threads so the event loop never blocks.
 
-Only the calls the operator makes: server-side apply, get, list, delete, status patch, events.
-Paths come from a fixed table instead of API discovery, which costs round-trips at start-up."""
+Only the calls the operator makes: server-side apply, an annotation patch, get, list, status replace (kopf
+posts the Events). Paths come from a fixed table instead of API discovery, which costs round-trips at start-up.
+The chart's RBAC grants exactly what these calls need: tests/unit/test_chart.py derives it from their call
+sites (a literal kind per call, METHOD_VERBS below) and fails on any grant too many or too few."""
 
 from __future__ import annotations
 
@@ -43,13 +45,23 @@ RESOURCES: dict[str, Resource] = {
     "Secret": Resource("v1", "secrets"),
     "Service": Resource("v1", "services"),
     "Pod": Resource("v1", "pods"),
-    "Event": Resource("v1", "events"),
-    "Namespace": Resource("v1", "namespaces"),
     "StatefulSet": Resource("apps/v1", "statefulsets"),
     "Deployment": Resource("apps/v1", "deployments"),
     "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
     **{k.kind: Resource(API_VERSION, k.plural) for k in KINDS},
+}
+
+
+# The RBAC verbs each call is authorized as. A server-side apply that creates the object is authorized as
+# create as well as patch; a merge patch never creates (404 when the object is gone).
+METHOD_VERBS: dict[str, tuple[str | None, frozenset[str]]] = {
+    "apply": (None, frozenset({"create", "patch"})),
+    "annotate": (None, frozenset({"patch"})),
+    "get": (None, frozenset({"get"})),
+    "list": (None, frozenset({"list"})),
+    "replace_status": ("status", frozenset({"update"})),
+    "delete": (None, frozenset({"delete"})),
 }
 
 
@@ -107,17 +119,30 @@ class Kube:
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
-    async def apply(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as the operator's field manager; forced, since these fields are ours."""
         resource = RESOURCES[obj["kind"]]
         meta = obj["metadata"]
         return await self._call(
             "PATCH",
-            resource.path(meta.get("namespace"), meta["name"], subresource),
+            resource.path(meta.get("namespace"), meta["name"]),
             body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+
+    async def annotate(self, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> bool:
+        """Merge-patch annotations onto an existing object. False if it is gone: unlike an apply, this never
+        creates one, so it needs no create permission."""
+        try:
+            await self._call("PATCH", RESOURCES[kind].path(namespace, name),
+                             body={"metadata": {"annotations": annotations}},
+                             content_type="application/merge-patch+json")
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
@@ -132,7 +157,8 @@ class Kube:
         return (await self._call("GET", RESOURCES[kind].path(namespace), query=query)).get("items", [])
 
     async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
-        """True if it was there."""
+        """True if it was there. Only for what no owner reference covers: a SiloLeaf's children in another
+        namespace."""
         try:
             await self._call("DELETE", RESOURCES[kind].path(namespace, name), body={"propagationPolicy": "Background"})
         except ApiException as error:

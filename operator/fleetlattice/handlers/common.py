@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from fleetlattice.handlers.runtime import Runtime
-from fleetlattice.logic.conditions import Cond, condition_notices, merge_conditions
+from fleetlattice.logic.conditions import Cond, NotReady, condition_notices, merge_conditions
 
 GROUP = "fleet.lattice.dev"
 HUBS = f"fleethubs.{GROUP}"
 LEAVES = f"siloleaves.{GROUP}"
 STREAMS = f"fleetstreams.{GROUP}"
 INSTALLS = f"siloinstalls.{GROUP}"
+USERS = f"fleetusers.{GROUP}"
 
 
 def runtime(memo: kopf.Memo) -> Runtime:
@@ -35,3 +37,18 @@ def write_status(patch: kopf.Patch, body: kopf.Body, fields: dict[str, Any], con
     for key, value in desired.items():
         if current.get(key) != value:
             patch.status[key] = value
+
+
+async def converge(patch: kopf.Patch, body: kopf.Body, work: Callable[[], Awaitable[tuple[dict[str, Any], list[Cond]]]],
+                   *, retry: bool, delay: float, not_ready: dict[str, Any] | None = None) -> None:
+    """Run one reconcile and stage its status. NotReady becomes Ready=False with its reason (and the
+    `not_ready` fields); change handlers (`retry`) then ask kopf to try again after `delay` seconds, timers
+    just wait for their next tick."""
+    try:
+        fields, conds = await work()
+    except NotReady as exc:
+        write_status(patch, body, not_ready or {}, [exc.condition()])
+        if retry:
+            raise kopf.TemporaryError(str(exc), delay=delay) from exc
+        return
+    write_status(patch, body, fields, conds)

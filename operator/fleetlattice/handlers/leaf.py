@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import LEAVES, runtime, write_status
+from fleetlattice.handlers.common import LEAVES, converge, runtime, write_status
 from fleetlattice.logic.claims import oldest_claimant
-from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.conditions import Cond
 
 
 @kopf.index(LEAVES)
@@ -27,16 +29,13 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
     leaves = runtime(memo).leaves
     spec = SiloLeafSpec.model_validate(dict(body["spec"]))
     claims = leaf_claims.get((body["metadata"]["namespace"], spec.silo), ())
-    try:
+
+    async def work() -> tuple[dict[str, Any], list[Cond]]:
         async with reconciling("SiloLeaf"):
             secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]))
-    except NotReady as exc:
-        write_status(patch, body, {"connected": False}, [exc.condition()])
-        if retry:
-            raise kopf.TemporaryError(str(exc), delay=10) from exc
-        return
-    fields, conds = leaves.observe(dict(body), spec, secret)
-    write_status(patch, body, fields, conds)
+        return leaves.observe(dict(body), spec, secret)
+
+    await converge(patch, body, work, retry=retry, delay=10, not_ready={"connected": False})
 
 
 @kopf.on.resume(LEAVES)
@@ -72,7 +71,19 @@ async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Me
         rt = runtime(memo)
         silo, hub = body["spec"]["silo"], body["spec"]["hub"]
         if not leaf_claims.get((namespace, silo)):  # a duplicate SiloLeaf going leaves the owner's consumer
-            rt.leaves.forget(namespace, silo)
+            rt.leaves.forget(namespace, silo, (body["spec"].get("leaf") or {}).get("namespace"))
             # Before the render: one JetStream call that must not queue behind (or fail with) hub renders.
             await rt.installs.retire_silo(namespace, hub, silo)
         await rt.hubs.sync(namespace, hub)
+
+
+def _leaf_elsewhere(spec: kopf.Spec, namespace: str, **_: object) -> bool:
+    placed = (spec.get("leaf") or {}).get("namespace")
+    return bool(placed) and placed != namespace
+
+
+# Only a SiloLeaf whose leaf runs in another namespace gets a finalizer (kopf matches `when` before adding it):
+# an owner reference cannot cross namespaces, so nothing else would remove what it put there.
+@kopf.on.delete(LEAVES, when=_leaf_elsewhere)
+async def leaf_elsewhere_deleted(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    await runtime(memo).leaves.remove_children(dict(body), SiloLeafSpec.model_validate(dict(body["spec"])))

@@ -9,10 +9,12 @@ from typing import Any
 
 import kopf
 
+from fleetlattice.apply.credentials import CredentialSecrets
 from fleetlattice.apply.hub import HubState
 from fleetlattice.apply.install import InstallRequests
 from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.apply.leaf import LeafState
+from fleetlattice.apply.user import UserState
 from fleetlattice.clients.hub_connections import AddressMode, HubConnections
 from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import Notice
@@ -41,6 +43,7 @@ class Runtime:
     connections: HubConnections
     hubs: HubState
     leaves: LeafState
+    users: UserState
     store: InstallStore
     installs: InstallRequests
     heartbeats: SiloHeartbeats
@@ -52,6 +55,8 @@ class Runtime:
         heartbeats = SiloHeartbeats()
         hubs = HubState(kube)
         store = InstallStore(kube, notify=post_notice)
+        credentials = CredentialSecrets(kube)
         return cls(settings=settings, kube=kube, connections=connections, hubs=hubs,
-                   leaves=LeafState(kube, hubs, heartbeats), store=store,
+                   leaves=LeafState(kube, hubs, heartbeats, credentials),
+                   users=UserState(kube, hubs, connections, credentials), store=store,
                    installs=InstallRequests(kube, connections, store, heartbeats), heartbeats=heartbeats)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.apply.stream import delete_stream, reconcile_stream
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import STREAMS, runtime, write_status
+from fleetlattice.handlers.common import STREAMS, converge, runtime
 from fleetlattice.logic.claims import oldest_claimant
-from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.conditions import Cond, NotReady
 from fleetlattice.logic.times import seconds_since
 from fleetlattice.render.stream import stream_name
 
@@ -34,19 +36,16 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, namesp
                      *, retry: bool) -> None:
     rt = runtime(memo)
     spec = FleetStreamSpec.model_validate(dict(body["spec"]))
-    try:
+
+    async def work() -> tuple[dict[str, Any], list[Cond]]:
         owner = _owner(body, spec, stream_claims)
         if owner != body["metadata"]["name"]:
             raise NotReady("DuplicateStream", f"stream {stream_name(spec)} on hub {spec.hub} already belongs to "
                            f"FleetStream {owner}; this one changes nothing")
         async with reconciling("FleetStream"):
-            fields, conds = await reconcile_stream(rt.kube, rt.connections, namespace, spec)
-    except NotReady as exc:
-        write_status(patch, body, {}, [exc.condition()])
-        if retry:
-            raise kopf.TemporaryError(str(exc), delay=5) from exc
-        return
-    write_status(patch, body, fields, conds)
+            return await reconcile_stream(rt.kube, rt.connections, namespace, spec)
+
+    await converge(patch, body, work, retry=retry, delay=5)
 
 
 @kopf.on.resume(STREAMS)

@@ -88,3 +88,28 @@ def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[st
         "controller": controller,
         "blockOwnerDeletion": True,
     }
+
+
+# Marks what an object owns in another namespace, where an owner reference cannot point (Kubernetes garbage
+# collection would delete the child at once): `<namespace>/<name>` of the owner.
+FOREIGN_OWNER_ANNOTATION = "fleet.lattice.dev/owner"
+
+
+def foreign_owner(body: dict[str, Any]) -> str:
+    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+
+def ownership(body: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The metadata that makes a child in `namespace` belong to `body`: an owner reference in its own namespace,
+    else the owner annotation (its deletion handler removes such children)."""
+    if namespace == body["metadata"]["namespace"]:
+        return {"ownerReferences": [owner_reference(body)]}
+    return {"annotations": {FOREIGN_OWNER_ANNOTATION: foreign_owner(body)}}
+
+
+def owned_by(obj: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether `obj` is one of `body`'s children (by either mark)."""
+    meta = obj.get("metadata", {})
+    uid = body["metadata"].get("uid")
+    return any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []) or (
+        (meta.get("annotations") or {}).get(FOREIGN_OWNER_ANNOTATION) == foreign_owner(body))

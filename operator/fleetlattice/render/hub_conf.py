@@ -29,14 +29,18 @@ from fleetlattice.api import defaults
 from fleetlattice.api.base import size_bytes
 from fleetlattice.api.bus import JS_DOMAIN
 from fleetlattice.api.fleethub import FleetHubSpec
+from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.render.layout import CONTAINER_PATHS, LAME_DUCK_SECONDS, ServerPaths
 from fleetlattice.render.names import HubRef
 from fleetlattice.render.permissions import Permissions, silo_permissions
 from fleetlattice.render.templating import render_template
+from fleetlattice.render.user_permissions import user_permissions
 
 # Silo credentials serve the leaf (LEAFNODE) and, for tools like `nats` run against the hub, clients.
 SILO_CONNECTION_TYPES = ("LEAFNODE", "STANDARD")
+# People and apps sign in to the hub's client port; no FleetUser can bring up a leafnode.
+USER_CONNECTION_TYPES = ("STANDARD",)
 
 
 class ConfUser(NamedTuple):
@@ -69,6 +73,23 @@ class SiloUser:
 
 
 @dataclass(frozen=True)
+class FleetUserConf:
+    """A FleetUser's hub user, named after the object."""
+
+    name: str
+    nkey: str
+    spec: FleetUserSpec
+
+    @property
+    def permissions(self) -> Permissions:
+        return user_permissions(self.name, self.spec)
+
+    @property
+    def connection_types(self) -> tuple[str, ...]:
+        return USER_CONNECTION_TYPES
+
+
+@dataclass(frozen=True)
 class HubUsers:
     """Every user of a hub. Public keys are inputs (kept in Secrets by the apply layer), so rendering is
     deterministic; silos are kept sorted so the config, and its hash, do not depend on list order."""
@@ -76,16 +97,23 @@ class HubUsers:
     operator: ConfUser  # the operator's own user (e.g. fleet-operator): full access to account FLEET
     system: ConfUser  # the system account's user (e.g. sys), for monitoring requests
     silos: tuple[SiloUser, ...] = ()
+    fleet_users: tuple[FleetUserConf, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [s.silo for s in self.silos]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"silo users must be unique, duplicated: {', '.join(duplicates)}")
+        for what, names in (("silo", [s.silo for s in self.silos]), ("fleet", [u.name for u in self.fleet_users])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{what} users must be unique, duplicated: {', '.join(duplicates)}")
         # Plain (name, public key) pairs are accepted too.
         object.__setattr__(self, "operator", ConfUser(*self.operator))
         object.__setattr__(self, "system", ConfUser(*self.system))
         object.__setattr__(self, "silos", tuple(sorted(self.silos, key=lambda s: s.silo)))
+        object.__setattr__(self, "fleet_users", tuple(sorted(self.fleet_users, key=lambda u: u.name)))
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The public keys of the silos and FleetUsers (the operator's and system's are always there)."""
+        return frozenset([*(s.nkey for s in self.silos), *(u.nkey for u in self.fleet_users)])
 
 
 def _routes(hub: HubRef, spec: FleetHubSpec) -> list[str]:
@@ -120,6 +148,7 @@ def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: Ser
         operator=users.operator,
         system=users.system,
         silos=users.silos,
+        fleet_users=users.fleet_users,
     )
 
 

@@ -13,7 +13,12 @@ from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.logic.credentials import SEED_KEY, Credential
 from fleetlattice.render import k8s
 from fleetlattice.render.layout import CONTAINER_PATHS, LEAF_CONF_KEY, TLS_CA_KEY, ServerPaths
-from fleetlattice.render.names import CONFIG_CHECKSUM_ANNOTATION, PERMISSIONS_CHECKSUM_ANNOTATION, SiloRef
+from fleetlattice.render.names import (
+    CLUSTER_DOMAIN,
+    CONFIG_CHECKSUM_ANNOTATION,
+    PERMISSIONS_CHECKSUM_ANNOTATION,
+    SiloRef,
+)
 from fleetlattice.render.permissions import silo_permissions
 from fleetlattice.render.templating import render_template
 
@@ -128,6 +133,15 @@ def _network_policy(silo: SiloRef, namespace: str) -> k8s.Manifest:
     }
 
 
+def service_name(spec: SiloLeafSpec) -> str:
+    return spec.leaf.service_name or SiloRef(spec.silo).leaf
+
+
+def leaf_url(spec: SiloLeafSpec, namespace: str) -> str:
+    """What the silo's agent and apps dial: the leaf's Service in `namespace`."""
+    return f"nats://{service_name(spec)}.{namespace}.{CLUSTER_DOMAIN}:{defaults.CLIENT_PORT}"
+
+
 def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, remote_url: str, local_nkey: str,
                           hub_tls: bool) -> list[k8s.Manifest]:
     """ConfigMap, Deployment, Service and NetworkPolicy of the silo's leaf in `namespace`. The credentials
@@ -138,9 +152,15 @@ def render_leaf_manifests(spec: SiloLeafSpec, namespace: str, remote_url: str, l
     return [
         k8s.config_map(silo.leaf_config_map, namespace, silo.labels, {LEAF_CONF_KEY: conf_text}),
         _deployment(silo, namespace, spec, conf_text, hub_tls),
-        k8s.service(silo.leaf, namespace, silo.labels, silo.selector, ports),
+        k8s.service(service_name(spec), namespace, silo.labels, silo.selector, ports),
         _network_policy(silo, namespace),
     ]
+
+
+def leaf_seed_secret(spec: SiloLeafSpec, namespace: str, seed: str, labels: dict[str, str]) -> k8s.Manifest:
+    """The silo's hub seed where its leaf runs, when that is another namespace than the SiloLeaf's: a pod reads
+    Secrets of its own namespace only. The seed alone: the public key and user name stay with the original."""
+    return _secret(SiloRef(spec.silo).credentials_secret, namespace, labels, {SEED_KEY: seed})
 
 
 def _secret(name: str, namespace: str, labels: dict[str, str], data: dict[str, str]) -> k8s.Manifest:

@@ -9,6 +9,7 @@ from fleetlattice.api import defaults
 
 PART_OF = "fleet-lattice"
 SILO_LABEL = "fleet.lattice.dev/silo"
+FLEET_USER_LABEL = "fleet.lattice.dev/fleet-user"
 RESTART_HASH_ANNOTATION = "fleet.lattice.dev/restart-hash"
 CONFIG_CHECKSUM_ANNOTATION = "fleet.lattice.dev/config-checksum"
 PERMISSIONS_CHECKSUM_ANNOTATION = "fleet.lattice.dev/permissions-checksum"
@@ -144,3 +145,19 @@ class SiloRef:
     @property
     def selector(self) -> dict[str, str]:
         return selector_labels(self.leaf, "leaf")
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """A FleetUser and the names of what is rendered for it."""
+
+    name: str
+
+    @property
+    def credentials_secret(self) -> str:
+        """Holds the user's NKey (`user`, `nkey`, `seed`) and the hub's client `url`."""
+        return f"fleetuser-{self.name}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**labels(self.name, "fleet-user"), FLEET_USER_LABEL: self.name}

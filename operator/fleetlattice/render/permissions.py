@@ -8,9 +8,10 @@ connection in that same direction (verified with real servers in test_render_run
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from fleetlattice.api.bus import (
+    AGENT_STATE_ASPECT,
     INSTALL_STREAM,
     JS_DOMAIN_API,
     REPORT_KINDS,
@@ -25,26 +26,33 @@ from fleetlattice.api.bus import (
 from fleetlattice.api.siloleaf import ExtraPermissions
 
 
-class _AllowList(TypedDict):
+class SubjectList(TypedDict):
     allow: list[str]
+    deny: NotRequired[list[str]]
 
 
 class Permissions(TypedDict):
-    """The `permissions` map of a nats-server user."""
+    """The `permissions` map of a nats-server user. An empty allow list allows everything but the deny list."""
 
-    publish: _AllowList
-    subscribe: _AllowList
+    publish: SubjectList
+    subscribe: SubjectList
 
 
-def _publish(silo: str) -> list[str]:
+def _state_writes(silo: str, aspects: list[str]) -> list[str]:
+    """The FLEET_STATE keys the silo writes, each by name, never a wildcard: its own, its declared aspects, its
+    agent's; as a plain publish (the bucket's subject transform) and as a KV put. Its footprint in the bucket is
+    then at most these keys x history x maxMsgSize."""
+    own: tuple[str | None, ...] = (None, *dict.fromkeys([*aspects, AGENT_STATE_ASPECT]))
+    return [*(state_subject(silo, a) for a in own),
+            *(f"$KV.{STATE_BUCKET}.{silo}" + (f".{a}" if a else "") for a in own)]
+
+
+def _publish(silo: str, aspects: list[str]) -> list[str]:
     durable = agent_durable(silo)
     return [
         *(install_subject(silo, kind) for kind in REPORT_KINDS),
         event_subject(silo, ">"),
-        state_subject(silo),
-        state_subject(silo, ">"),
-        f"$KV.{STATE_BUCKET}.{silo}",
-        f"$KV.{STATE_BUCKET}.{silo}.>",
+        *_state_writes(silo, aspects),
         f"fleet.{silo}.scan.request",
         f"fleet.{silo}.audit.finding",
         # The minimum JetStream API for the agent's pull consumer: fetch, look it up, ack.
@@ -91,6 +99,6 @@ def silo_permissions(silo: str, extra: ExtraPermissions | None = None) -> Permis
     """nats-server permissions for silo `silo`, plus the SiloLeaf's spec.permissions extras."""
     extra = extra or ExtraPermissions()
     return {
-        "publish": {"allow": _merged(_publish(silo), extra.publish)},
+        "publish": {"allow": _merged(_publish(silo, extra.state_aspects), extra.publish)},
         "subscribe": {"allow": _merged(_subscribe(silo), extra.subscribe)},
     }
