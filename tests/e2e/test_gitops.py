@@ -223,7 +223,7 @@ def test_the_operator_never_makes_the_app_out_of_sync(argocd: ArgoCD, kubectl: K
     # A hard refresh diffs every live object with Git again, now.
     kubectl("annotate", "application", APP, "-n", ARGOCD_NAMESPACE, "--overwrite",
             "argocd.argoproj.io/refresh=hard")
-    st = wait_for(lambda: refreshed(argocd, before.get("reconciledAt")), 120, "hard refresh done")
+    st = wait_for(lambda: refreshed(argocd, before.get("reconciledAt")), SYNC_SECONDS, "hard refresh done")
     assert st["sync"]["status"] == "Synced", [r for r in st["resources"] if r.get("status") != "Synced"]
     assert [h["revision"] for h in st.get("history", [])] == revisions
 
