@@ -268,7 +268,10 @@ def test_an_applicationset_makes_one_application_per_silo_folder(argocd: ArgoCD,
 
 
 def test_argocd_app_get_shows_the_fleet_synced_and_healthy(argocd: ArgoCD) -> None:
-    """What README's Argo CD section shows: the CLI's view, from the same Application."""
+    """What README's Argo CD section shows: the CLI's view, from the same Application. Once settled: the silos the
+    previous test's teardown removed reload the hub, which Argo CD rightly shows as Progressing for a moment."""
+    revision = status(argocd).get("sync", {}).get("revision", "")
+    wait_for(lambda: settled(argocd, revision), SYNC_SECONDS, "the fleet app settled after the silos went")
     out = argocd.cli("app", "get", APP)
     print(f"\n$ argocd app get {APP}\n{out}")
     assert "Sync Status:        Synced" in out and "Health Status:      Healthy" in out, out
