@@ -24,6 +24,7 @@ from fleetlattice.api.defaults import FIELD_MANAGER
 pytestmark = pytest.mark.e2e
 
 FLEET_FILES = [p for p in sorted(EXAMPLES.glob("*.yaml")) if not p.name.startswith("siloinstall")]
+FLEET_USERS = [p.stem.removeprefix("fleetuser-") for p in FLEET_FILES if p.name.startswith("fleetuser-")]
 STREAMS = {"FLEET_EVENTS": "fleet-events", "KV_FLEET_STATE": "fleet-state", "FLEET_INSTALL": "fleet-install",
            "FLEET_MDSMS": "fleet-mdsms", "FLEET_LEAN": "fleet-lean"}
 
@@ -41,6 +42,10 @@ def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
     # Settled: both in-cluster silos' users are loaded, so no reload happens under the tests below.
     for silo in ("ct-fac", "msclo"):
         wait_for(lambda s=silo: is_ready(kubectl, "siloleaf", s, namespace), 180, f"SiloLeaf {silo} Ready")
+    # The example FleetUsers are hub users too: one configured late (merostone waits for FLEET_MDSMS) would
+    # reload the hub under the permission tests.
+    for user in FLEET_USERS:
+        wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 180, f"FleetUser {user} Ready")
     wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every silo")
     yield hub
     delete_namespace(kubectl, namespace)
