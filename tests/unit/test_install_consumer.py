@@ -267,7 +267,10 @@ async def test_only_a_request_that_is_on_the_bus_is_recorded_as_a_siloinstall(
     await fleet.report("ct-fac", "progress", {**accepted, "requestId": f"bus-{seq}"})
 
     async def all_handled() -> bool:
-        info = await fleet.operator_consumer()
+        try:
+            info = await fleet.operator_consumer()
+        except NotFoundError:  # the consumer has not created its durable yet (seen under load: "consumer not found")
+            return False
         return info.num_pending == 0 and info.num_ack_pending == 0
 
     await eventually("every report handled", all_handled)
