@@ -20,6 +20,7 @@ from localcluster import free_port, wait_for
 from nats.aio.client import Client as NATS
 
 from fleetlattice.api.defaults import MONITOR_PORT
+from fleetlattice.render.names import HubRef
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -196,6 +197,12 @@ class Hub:
     @property
     def url(self) -> str:
         return service_url(self.kubectl, self.namespace, self.name)
+
+    def conf_text(self) -> str:
+        """The hub's whole rendered config as the pods mount it: nats.conf and the user parts it includes."""
+        ref = HubRef(self.name, self.namespace)
+        return "\n".join(text for name in ref.config_maps for text in (self.kubectl.json(
+            "get", "configmap", name, "-n", self.namespace).get("data") or {}).values())
 
     def operator_seed(self) -> str:
         return secret_value(self.kubectl, self.namespace, f"{self.name}-auth", "operator-seed")

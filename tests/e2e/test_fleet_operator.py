@@ -328,7 +328,7 @@ async def test_operator_restart_changes_nothing(fleet: Hub, kubectl: Kubectl, op
 
 
 def _hub_conf(fleet: Hub) -> str:
-    return fleet.kubectl.json("get", "configmap", f"{fleet.name}-config", "-n", fleet.namespace)["data"]["nats.conf"]
+    return fleet.conf_text()
 
 
 def test_deleting_a_silo_leaf_removes_its_user(fleet: Hub, kubectl: Kubectl) -> None:

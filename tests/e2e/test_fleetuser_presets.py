@@ -80,7 +80,7 @@ def test_users_are_listed_with_their_secret_and_hub_url(fleet: Hub, kubectl: Kub
     assert user["status"]["url"] == f"nats://eose-hub.{fleet.namespace}.svc.cluster.local:4222"
     secret = kubectl.json("get", "secret", "fleetuser-eose-installer", "-n", fleet.namespace)
     assert secret["metadata"]["ownerReferences"][0]["uid"] == user["metadata"]["uid"]
-    conf = kubectl.json("get", "configmap", "eose-hub-config", "-n", fleet.namespace)["data"]["nats.conf"]
+    conf = fleet.conf_text()
     assert user["status"]["publicKey"] in conf
     assert secret_value(kubectl, fleet.namespace, "fleetuser-eose-installer", "seed") not in conf
 

@@ -17,7 +17,7 @@ from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf
-from fleetlattice.render.layout import HUB_CONF_KEY, LEAF_CONF_KEY, ServerPaths
+from fleetlattice.render.layout import LEAF_CONF_KEY, ServerPaths
 from fleetlattice.render.leaf import SEED_ENV, render_leaf_conf
 from fleetlattice.render.names import HubRef, SiloRef
 from nats_processes import NatsProcess, eventually, free_port, running_server
@@ -86,7 +86,7 @@ class LocalHub:
 
     def rewrite(self, users: HubUsers) -> None:
         """Re-render the config with other users, as the apply layer does before the reloader's SIGHUP."""
-        self.conf.write_text(render_hub_conf(HUB, self.spec, users, self.paths))
+        render_hub_conf(HUB, self.spec, users, self.paths).write(self.conf.parent)
 
 
 def local_ports() -> dict[str, int]:
@@ -98,8 +98,7 @@ def _write_hub_conf(root: Path, users: HubUsers) -> tuple[FleetHubSpec, ServerPa
     paths = temp_paths(root)
     for directory in (paths.config_dir, paths.pid_dir):
         Path(directory).mkdir(parents=True)
-    conf = Path(paths.config_file(HUB_CONF_KEY))
-    conf.write_text(render_hub_conf(HUB, spec, users, paths))
+    conf = render_hub_conf(HUB, spec, users, paths).write(Path(paths.config_dir))
     return spec, paths, conf
 
 

@@ -43,7 +43,7 @@ def test_the_hub_config_holds_public_keys_only() -> None:
     operator, system, silo = (Credential.generate(u) for u in ("fleet-operator", "sys", "ct-fac"))
     users = HubUsers((operator.user, operator.public_key), (system.user, system.public_key),
                      (SiloUser("ct-fac", silo.public_key),))
-    conf = render_hub_conf(HUB, hub_spec(), users)
+    conf = render_hub_conf(HUB, hub_spec(), users).text
     for cred in (operator, system, silo):
         assert cred.public_key in conf
         assert cred.seed not in conf

@@ -38,6 +38,7 @@ def test_cluster_with_storage_class_and_tls_golden(golden: Golden) -> None:
 def test_objects_and_names() -> None:
     assert sorted(_by_kind_name(_render())) == [
         ("ConfigMap", "eose-hub-config"),
+        *(("ConfigMap", f"eose-hub-users-{i}") for i in range(8)),
         ("PodDisruptionBudget", "eose-hub"),
         ("Service", "eose-hub"),
         ("Service", "eose-hub-headless"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +21,18 @@ from fleetlattice.apply.coalesce import Coalescer
 from fleetlattice.clients.hub_connections import OPERATOR_USER, SYSTEM_USER
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.monitoring import scrape_all
-from fleetlattice.logic.conditions import owner_reference
+from fleetlattice.logic.conditions import NotReady, owner_reference
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
 from fleetlattice.logic.times import parse_time
-from fleetlattice.render.hub_conf import FleetUserConf, HubUsers, SiloUser, render_hub_conf, restart_hash
+from fleetlattice.render.hub_conf import (
+    FleetUserConf,
+    HubConfTooLarge,
+    HubUsers,
+    SiloUser,
+    render_hub_conf,
+    restart_hash,
+)
 from fleetlattice.render.hub_manifests import render_hub_manifests
 from fleetlattice.render.names import (
     CONFIG_HASH_ANNOTATION,
@@ -117,6 +125,10 @@ def conf_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _digest(manifest: dict[str, Any]) -> str:
+    return conf_hash(json.dumps(manifest, sort_keys=True))
+
+
 async def _hub_pods(kube: Kube, hub: HubRef) -> list[dict[str, Any]]:
     return await kube.list("Pod", hub.namespace, labels=",".join(f"{k}={v}" for k, v in hub.selector.items()))
 
@@ -144,6 +156,8 @@ class HubState:
     config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
     # The silo and FleetUser credential keys in the config this process last wrote for each hub.
     rendered_user_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
+    # What this process last applied of each hub's objects ("Kind/name" -> digest of the manifest).
+    applied: dict[HubRef, dict[str, str]] = field(default_factory=dict)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
     _syncs: Coalescer[HubRef, bool] = field(init=False)
@@ -156,7 +170,8 @@ class HubState:
 
     def forget(self, hub: HubRef) -> None:
         """The hub is gone: nothing of it stays in memory."""
-        for book in (self.config_written_at, self.rendered_user_keys, self.snapshots, self._config_locks):
+        for book in (self.config_written_at, self.rendered_user_keys, self.applied, self.snapshots,
+                     self._config_locks):
             book.pop(hub, None)
 
     def lacks_user(self, hub: HubRef, key: str) -> bool:
@@ -175,31 +190,42 @@ class HubState:
         body = await self.kube.get("FleetHub", hub.namespace, hub.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return False
-        await self.apply(body, FleetHubSpec.model_validate(body.get("spec") or {}))
+        await self.apply(body, FleetHubSpec.model_validate(body.get("spec") or {}), reapply=False)
         return True
 
-    async def apply(self, body: dict[str, Any], spec: FleetHubSpec) -> dict[str, str]:
-        """Render and server-side-apply everything the hub owns. Returns the hashes for status."""
+    async def apply(self, body: dict[str, Any], spec: FleetHubSpec, *, reapply: bool = True) -> dict[str, str]:
+        """Render and server-side-apply everything the hub owns (with `reapply` False, only what differs from
+        what this process last applied). Returns the hashes for status."""
         meta = body["metadata"]
         hub = HubRef(meta["name"], meta["namespace"])
         async with self.config_lock(hub):
             operator, system = await ensure_hub_auth(self.kube, hub, body)
             users = HubUsers(operator=(operator.user, operator.public_key), system=(system.user, system.public_key),
                              silos=await silo_users(self.kube, hub), fleet_users=await fleet_users(self.kube, hub))
-            text = render_hub_conf(hub, spec, users)
+            try:
+                conf = render_hub_conf(hub, spec, users)
+            except HubConfTooLarge as exc:
+                raise NotReady("HubConfigTooLarge", str(exc)) from exc
             rhash = restart_hash(hub, spec)
             current = await self.kube.get("ConfigMap", hub.namespace, hub.config_map)
-            changed = current is None or text not in ((current.get("data") or {}).values())
+            # nats.conf carries the hash of the user parts, so it alone tells whether anything changed.
+            changed = current is None or conf.main not in ((current.get("data") or {}).values())
             if changed:
                 # Taken before the write: no server can load the new config earlier than this.
                 self.config_written_at[hub] = datetime.now(UTC)
-            for manifest in render_hub_manifests(hub, spec, text, rhash):
+            applied = self.applied.setdefault(hub, {})
+            for manifest in render_hub_manifests(hub, spec, conf, rhash):
                 manifest["metadata"].setdefault("ownerReferences", [owner_reference(body)])
-                await self.kube.apply(manifest)
+                key, digest = f"{manifest['kind']}/{manifest['metadata']['name']}", _digest(manifest)
+                # A re-render for a silo rewrites only what changed (one user part and nats.conf), not 1.5 MB;
+                # the hub's own handlers re-apply everything, which also repairs drift.
+                if reapply or applied.get(key) != digest:
+                    await self.kube.apply(manifest)
+                    applied[key] = digest
             self.rendered_user_keys[hub] = users.keys
             if changed and current is not None:
-                await _nudge_servers(self.kube, hub, conf_hash(text))
-        return {"configHash": conf_hash(text), "restartHash": rhash}
+                await _nudge_servers(self.kube, hub, conf_hash(conf.main))
+        return {"configHash": conf_hash(conf.main), "restartHash": rhash}
 
     async def observe(self, body: dict[str, Any], spec: FleetHubSpec, hashes: dict[str, str]) -> dict[str, Any]:
         """Status fields and conditions from the servers, plus config bookkeeping."""

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import HUBS, runtime, write_status
+from fleetlattice.handlers.common import HUBS, converge, runtime, write_status
+from fleetlattice.logic.conditions import Cond
 from fleetlattice.render.names import HubRef
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, retry: bool) -> None:
     hubs = runtime(memo).hubs
     spec = FleetHubSpec.model_validate(dict(body.get("spec") or {}))
-    async with reconciling("FleetHub"):
-        hashes = await hubs.apply(dict(body), spec)
-        result = await hubs.observe(dict(body), spec, hashes)
-    write_status(patch, body, result["fields"], result["conditions"])
+
+    async def work() -> tuple[dict[str, Any], list[Cond]]:
+        async with reconciling("FleetHub"):
+            hashes = await hubs.apply(dict(body), spec)
+            result = await hubs.observe(dict(body), spec, hashes)
+        return result["fields"], result["conditions"]
+
+    await converge(patch, body, work, retry=retry, delay=30)
 
 
 @kopf.on.resume(HUBS)
 @kopf.on.create(HUBS)
 @kopf.on.update(HUBS, field="spec")
 async def hub_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
-    await _reconcile(body, patch, memo)
+    await _reconcile(body, patch, memo, retry=True)
 
 
 @kopf.timer(HUBS, interval=30.0, initial_delay=30.0)
 async def hub_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
     """Drift repair of the children (and of silo users missed while the operator was down)."""
-    await _reconcile(body, patch, memo)
+    await _reconcile(body, patch, memo, retry=False)
 
 
 @kopf.timer(HUBS, interval=10.0, initial_delay=5.0)

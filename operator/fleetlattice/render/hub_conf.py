@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from fleetlattice.api import defaults
@@ -31,7 +33,14 @@ from fleetlattice.api.bus import JS_DOMAIN
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
-from fleetlattice.render.layout import CONTAINER_PATHS, LAME_DUCK_SECONDS, ServerPaths
+from fleetlattice.render.layout import (
+    CONTAINER_PATHS,
+    HUB_CONF_KEY,
+    HUB_USER_PARTS,
+    LAME_DUCK_SECONDS,
+    ServerPaths,
+    hub_users_key,
+)
 from fleetlattice.render.names import HubRef
 from fleetlattice.render.permissions import Permissions, silo_permissions
 from fleetlattice.render.templating import render_template
@@ -123,9 +132,62 @@ def _routes(hub: HubRef, spec: FleetHubSpec) -> list[str]:
     return [f"nats://{hub.pod_host(i)}:{spec.ports.cluster}" for i in range(spec.replicas)]
 
 
-def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: ServerPaths = CONTAINER_PATHS) -> str:
-    """nats.conf of every replica of `hub` (server_name comes from each pod's POD_NAME)."""
-    return render_template(
+# What one ConfigMap may hold (the API server refuses more than 1 MiB for the whole object), less room for
+# its metadata.
+CONFIG_PART_LIMIT = 1024 * 1024 - 16 * 1024
+
+
+class HubConfTooLarge(ValueError):
+    """The users do not fit the hub's ConfigMaps."""
+
+
+@dataclass(frozen=True)
+class HubConf:
+    """The hub's config as files: nats.conf and the user parts it includes, each a ConfigMap of its own."""
+
+    main: str
+    parts: tuple[str, ...]
+
+    def files(self) -> dict[str, str]:
+        return {HUB_CONF_KEY: self.main, **{hub_users_key(i): text for i, text in enumerate(self.parts)}}
+
+    @property
+    def text(self) -> str:
+        """Every file, for reading and searching the whole config at once."""
+        return "\n".join(self.files().values())
+
+    def write(self, config_dir: Path) -> Path:
+        """Write the files as the pods mount them; returns the path of nats.conf."""
+        for key, text in self.files().items():
+            (config_dir / key).write_text(text)
+        return config_dir / HUB_CONF_KEY
+
+
+def _part_of(kind: str, name: str) -> int:
+    """A stable part per user, so a change to one silo rewrites one part, not all of them."""
+    return zlib.crc32(f"{kind}/{name}".encode()) % HUB_USER_PARTS
+
+
+def _user_parts(hub: HubRef, users: HubUsers) -> tuple[tuple[str, ...], list[tuple[str, str, str]]]:
+    """The parts' texts and, in order, the config variable each user is defined as (with kind and name)."""
+    entries: list[list[tuple[str, str, SiloUser | FleetUserConf]]] = [[] for _ in range(HUB_USER_PARTS)]
+    for kind, user in [*(("silo", s) for s in users.silos), *(("fleet user", u) for u in users.fleet_users)]:
+        index = _part_of(kind, user.name)
+        entries[index].append((f"FLEET_USER_{index}_{len(entries[index])}", kind, user))
+    texts = tuple(render_template("users.conf.j2", hub_name=hub.name, part=i, parts=HUB_USER_PARTS, entries=part)
+                  for i, part in enumerate(entries))
+    for i, text in enumerate(texts):
+        if len(text.encode()) > CONFIG_PART_LIMIT:
+            raise HubConfTooLarge(
+                f"the users of FleetHub {hub.namespace}/{hub.name} need more than {HUB_USER_PARTS} ConfigMaps of "
+                f"1 MiB (part {i} is {len(text.encode())} bytes); split the fleet across hubs")
+    return texts, [(variable, kind, user.name) for part in entries for variable, kind, user in part]
+
+
+def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: ServerPaths = CONTAINER_PATHS) -> HubConf:
+    """The config of every replica of `hub` (server_name comes from each pod's POD_NAME)."""
+    parts, variables = _user_parts(hub, users)
+    main = render_template(
         "nats.conf.j2",
         hub_name=hub.name,
         ports=spec.ports,
@@ -147,9 +209,11 @@ def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: Ser
         system_account=defaults.SYSTEM_ACCOUNT,
         operator=users.operator,
         system=users.system,
-        silos=users.silos,
-        fleet_users=users.fleet_users,
+        user_files=[hub_users_key(i) for i in range(len(parts))],
+        users_hash=hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16],
+        user_variables=variables,
     )
+    return HubConf(main, parts)
 
 
 def _restart_settings(hub: HubRef, spec: FleetHubSpec) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any
 
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.render import k8s
-from fleetlattice.render.layout import CONTAINER_PATHS, HUB_CONF_KEY, TERMINATION_GRACE_SECONDS
+from fleetlattice.render.hub_conf import HubConf
+from fleetlattice.render.layout import CONTAINER_PATHS, HUB_CONF_KEY, TERMINATION_GRACE_SECONDS, hub_users_key
 from fleetlattice.render.names import RESTART_HASH_ANNOTATION, HubRef
 
 _PATHS = CONTAINER_PATHS
@@ -94,7 +95,9 @@ def _quantity(size: str) -> str:
 
 def _volumes(hub: HubRef, spec: FleetHubSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": hub.config_map}},
+        # One directory for nats.conf and its user parts; kubelet swaps a projected volume's files together, so
+        # the reloader never sees nats.conf ahead of the parts it includes.
+        {"name": "config", "projected": {"sources": [{"configMap": {"name": name}} for name in hub.config_maps]}},
         {"name": "pid", "emptyDir": {}},
     ]
     if spec.jetstream.storage_class_name is None:
@@ -168,10 +171,13 @@ def _pdb(hub: HubRef) -> k8s.Manifest:
     }
 
 
-def render_hub_manifests(hub: HubRef, spec: FleetHubSpec, conf_text: str, restart_hash: str) -> list[k8s.Manifest]:
-    """Every object of the hub, in apply order (config before the pods that mount it)."""
+def render_hub_manifests(hub: HubRef, spec: FleetHubSpec, conf: HubConf, restart_hash: str) -> list[k8s.Manifest]:
+    """Every object of the hub, in apply order (the user parts, then the nats.conf that includes them, before the
+    pods that mount them)."""
     return [
-        k8s.config_map(hub.config_map, hub.namespace, hub.labels, {HUB_CONF_KEY: conf_text}),
+        *(k8s.config_map(hub.users_config_map(i), hub.namespace, hub.labels, {hub_users_key(i): text})
+          for i, text in enumerate(conf.parts)),
+        k8s.config_map(hub.config_map, hub.namespace, hub.labels, {HUB_CONF_KEY: conf.main}),
         *_services(hub, spec),
         _statefulset(hub, spec, restart_hash),
         _pdb(hub),

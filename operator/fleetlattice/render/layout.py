@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HUB_CONF_KEY = "nats.conf"
+# The hub's silo and FleetUser users are split over this many files, one ConfigMap each: 8 MiB in all, room for
+# about 5,000 silos per hub. Fixed, because each part is a volume source of the pod template.
+HUB_USER_PARTS = 8
 LEAF_CONF_KEY = "leaf.conf"
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
@@ -51,3 +54,8 @@ class ServerPaths:
 
 
 CONTAINER_PATHS = ServerPaths()
+
+
+def hub_users_key(part: int) -> str:
+    """The file (and ConfigMap key) of one part of a hub's users."""
+    return f"users-{part}.conf"

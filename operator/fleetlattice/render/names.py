@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetlattice.api import defaults
+from fleetlattice.render.layout import HUB_USER_PARTS
 
 PART_OF = "fleet-lattice"
 SILO_LABEL = "fleet.lattice.dev/silo"
@@ -52,6 +53,14 @@ class HubRef:
     @property
     def config_map(self) -> str:
         return f"{self.name}-config"
+
+    def users_config_map(self, part: int) -> str:
+        return f"{self.name}-users-{part}"
+
+    @property
+    def config_maps(self) -> list[str]:
+        """nats.conf's ConfigMap and those of the user parts it includes, in that order."""
+        return [self.config_map, *(self.users_config_map(i) for i in range(HUB_USER_PARTS))]
 
     @property
     def client_service(self) -> str:
