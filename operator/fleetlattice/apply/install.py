@@ -63,7 +63,7 @@ class InstallRequests:
         if stored is None and seen is not None and not unpublished(SiloInstallStatus.model_validate(
                 seen.get("status") or {})):
             return None
-        body = await self.kube.get("SiloInstall", namespace, name)
+        body = await self.store.current(namespace, name)
         if body is None:
             return None
         status = SiloInstallStatus.model_validate(body.get("status") or {})

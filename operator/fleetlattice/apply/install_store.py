@@ -57,6 +57,11 @@ class InstallStore:
         while len(self._written) > WRITTEN_COPIES:
             self._written.popitem(last=False)
 
+    async def current(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as this store last wrote it (it is the one writer of install status), else as the API has
+        it now (None when gone)."""
+        return self._written.get((namespace, name)) or await self.kube.get("SiloInstall", namespace, name)
+
     async def update(self, namespace: str, name: str, transform: Transform,
                      conditions: Callable[[SiloInstallStatus], list[Cond]] | None = None,
                      seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:

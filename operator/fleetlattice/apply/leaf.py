@@ -34,18 +34,18 @@ class LeafState:
         self.credentials.forget(placed_in or namespace, ref.local_secret)
         self.heartbeats.forget(namespace, silo)
 
-    async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str) -> str:
+    async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str,
+                    hub_spec: FleetHubSpec | None) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
-        owns this silo in this namespace (see logic.leaf_status.oldest_claimant)."""
+        owns this silo in this namespace (see logic.leaf_status.oldest_claimant); `hub_spec` is its hub's, None
+        when the hub does not exist."""
         meta = body["metadata"]
         namespace = meta["namespace"]
         if claimant != meta["name"]:
             raise NotReady("DuplicateSilo",
                            f"silo {spec.silo} already belongs to SiloLeaf {claimant} in namespace {namespace}")
-        hub_body = await self.kube.get("FleetHub", namespace, spec.hub)
-        if hub_body is None:
+        if hub_spec is None:
             raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
-        hub_spec = FleetHubSpec.model_validate(hub_body.get("spec") or {})
         hub = HubRef(spec.hub, namespace)
         silo = SiloRef(spec.silo)
         target = leaf_namespace(body, spec)

@@ -37,15 +37,16 @@ class UserState:
                  credentials: CredentialSecrets) -> None:
         self.kube, self.hubs, self.connections, self.credentials = kube, hubs, connections, credentials
 
-    async def apply(self, body: dict[str, Any], spec: FleetUserSpec) -> tuple[dict[str, Any], list[Cond]]:
-        """Everything a FleetUser owns; returns its status. Raises NotReady with the reason otherwise."""
+    async def apply(self, body: dict[str, Any], spec: FleetUserSpec,
+                    hub_spec: FleetHubSpec | None) -> tuple[dict[str, Any], list[Cond]]:
+        """Everything a FleetUser owns; returns its status (`hub_spec`: its hub's, None when there is none).
+        Raises NotReady with the reason otherwise."""
         meta, status = body["metadata"], body.get("status") or {}
         namespace, name = meta["namespace"], meta["name"]
-        hub_body = await self.kube.get("FleetHub", namespace, spec.hub)
-        if hub_body is None:
+        if hub_spec is None:
             raise NotReady("HubNotFound", f"FleetHub {namespace}/{spec.hub} does not exist")
         hub = HubRef(spec.hub, namespace)
-        url = hub.client_url(FleetHubSpec.model_validate(hub_body.get("spec") or {}).ports.client)
+        url = hub.client_url(hub_spec.ports.client)
         user = UserRef(name)
         cred = await self.credentials.ensure(body, user.credentials_secret, name, user.labels,
                                              {URL_KEY: b64(url), INBOX_PREFIX_KEY: b64(user_inbox_prefix(name))})

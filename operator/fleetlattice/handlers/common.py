@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.handlers.runtime import Runtime
 from fleetlattice.logic.conditions import Cond, NotReady, condition_notices, merge_conditions
 
@@ -21,6 +22,14 @@ USERS = f"fleetusers.{GROUP}"
 def runtime(memo: kopf.Memo) -> Runtime:
     """The Runtime `fleetlattice run` handed to kopf (every object's memo is a shallow copy of it)."""
     return memo["runtime"]
+
+
+def hub_spec(hub_specs: kopf.Index, namespace: str, hub: str) -> FleetHubSpec | None:
+    """A FleetHub's spec from the `hub_specs` index (handlers.hub): the watch already holds it, so a thousand
+    SiloLeaves reconciling need not each read it from the API."""
+    for spec in hub_specs.get((namespace, hub), ()):
+        return FleetHubSpec.model_validate(spec)
+    return None
 
 
 def write_status(patch: kopf.Patch, body: kopf.Body, fields: dict[str, Any], conds: list[Cond]) -> None:

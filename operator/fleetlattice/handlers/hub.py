@@ -13,6 +13,14 @@ from fleetlattice.logic.conditions import Cond
 from fleetlattice.render.names import HubRef
 
 
+@kopf.index(HUBS)
+def hub_specs(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: object):
+    """Every live FleetHub's spec, for the handlers of the kinds that name a hub (see common.hub_spec)."""
+    if meta.get("deletionTimestamp"):
+        return None
+    return {(namespace, name): dict(spec)}
+
+
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, retry: bool) -> None:
     hubs = runtime(memo).hubs
     spec = FleetHubSpec.model_validate(dict(body.get("spec") or {}))

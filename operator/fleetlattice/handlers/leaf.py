@@ -8,7 +8,7 @@ import kopf
 
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import LEAVES, converge, runtime, write_status
+from fleetlattice.handlers.common import LEAVES, converge, hub_spec, runtime, write_status
 from fleetlattice.logic.claims import oldest_claimant
 from fleetlattice.logic.conditions import Cond
 
@@ -24,15 +24,16 @@ def leaf_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_
     return {(namespace, spec.get("silo")): (meta.get("creationTimestamp") or "", name)}
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index, *,
-                     retry: bool) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index,
+                     hub_specs: kopf.Index, *, retry: bool) -> None:
     leaves = runtime(memo).leaves
     spec = SiloLeafSpec.model_validate(dict(body["spec"]))
     claims = leaf_claims.get((body["metadata"]["namespace"], spec.silo), ())
 
     async def work() -> tuple[dict[str, Any], list[Cond]]:
         async with reconciling("SiloLeaf"):
-            secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]))
+            secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]),
+                                        hub_spec(hub_specs, body["metadata"]["namespace"], spec.hub))
         await runtime(memo).installs.enlist_silo(body["metadata"]["namespace"], spec.hub, spec.silo)
         return leaves.observe(dict(body), spec, secret)
 
@@ -43,14 +44,16 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
 @kopf.on.create(LEAVES)
 @kopf.on.update(LEAVES, field="spec")
 async def leaf_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index,
-                       **_: object) -> None:
-    await _reconcile(body, patch, memo, leaf_claims, retry=True)
+                       hub_specs: kopf.Index, **_: object) -> None:
+    await _reconcile(body, patch, memo, leaf_claims, hub_specs, retry=True)
 
 
-@kopf.timer(LEAVES, interval=30.0, initial_delay=10.0)
+# The first resync one interval after the create handler, not 10 s: during a cold start of a thousand silos
+# an early resync repeats every reconcile the create handlers are still doing.
+@kopf.timer(LEAVES, interval=30.0, initial_delay=30.0)
 async def leaf_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index,
-                      **_: object) -> None:
-    await _reconcile(body, patch, memo, leaf_claims, retry=False)
+                      hub_specs: kopf.Index, **_: object) -> None:
+    await _reconcile(body, patch, memo, leaf_claims, hub_specs, retry=False)
 
 
 @kopf.timer(LEAVES, interval=5.0, initial_delay=5.0)

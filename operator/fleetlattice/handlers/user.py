@@ -8,7 +8,7 @@ import kopf
 
 from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import USERS, converge, runtime
+from fleetlattice.handlers.common import USERS, converge, hub_spec, runtime
 from fleetlattice.logic.claims import oldest_claimant
 from fleetlattice.logic.conditions import Cond, NotReady
 
@@ -23,8 +23,8 @@ def ingest_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, *
             (meta.get("creationTimestamp") or "", name)}
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index, *,
-                     retry: bool) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
+                     hub_specs: kopf.Index, *, retry: bool) -> None:
     spec = FleetUserSpec.model_validate(dict(body["spec"]))
     meta = body["metadata"]
 
@@ -36,7 +36,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
                 raise NotReady("DuplicateConsumer", f"durable {spec.ingest.durable} on stream {spec.ingest.stream} "
                                f"already belongs to FleetUser {owner}")
         async with reconciling("FleetUser"):
-            return await runtime(memo).users.apply(dict(body), spec)
+            return await runtime(memo).users.apply(dict(body), spec, hub_spec(hub_specs, meta["namespace"], spec.hub))
 
     await converge(patch, body, work, retry=retry, delay=10)
 
@@ -45,15 +45,15 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
 @kopf.on.create(USERS)
 @kopf.on.update(USERS, field="spec")
 async def user_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
-                       **_: object) -> None:
-    await _reconcile(body, patch, memo, ingest_claims, retry=True)
+                       hub_specs: kopf.Index, **_: object) -> None:
+    await _reconcile(body, patch, memo, ingest_claims, hub_specs, retry=True)
 
 
 @kopf.timer(USERS, interval=30.0, initial_delay=10.0)
 async def user_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
-                      **_: object) -> None:
+                      hub_specs: kopf.Index, **_: object) -> None:
     """Restores a deleted credential Secret or ingest durable."""
-    await _reconcile(body, patch, memo, ingest_claims, retry=False)
+    await _reconcile(body, patch, memo, ingest_claims, hub_specs, retry=False)
 
 
 @kopf.on.event(USERS)
