@@ -47,7 +47,8 @@ async def _scenario(results: dict[str, Any], name: str, work: Callable[[], Await
         return False
 
 
-async def run(sizes: Sizes, only: set[str], workdir: Path, profile: Path | None) -> dict[str, Any]:
+async def run(sizes: Sizes, only: set[str], workdir: Path, profile: Path | None,
+              memray: Path | None = None) -> dict[str, Any]:
     env = start_env(workdir)
     results: dict[str, Any] = {
         "conditions": {**machine_conditions(), **asdict(sizes),
@@ -69,7 +70,7 @@ async def run(sizes: Sizes, only: set[str], workdir: Path, profile: Path | None)
 
         async def cold_start() -> dict[str, Any]:
             figures, state["run"], state["operator"] = await scale.cold_start(env, sizes.silos, sizes.real_leaves,
-                                                                                   profile)
+                                                                                   profile, memray)
             return {"scale": figures, "reload": await scale.hub_reload(env, state["run"])}
 
         try:
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--profile", action="store_true",
                         help="sample the operator with py-spy during the scale scenario (needs '.[bench]')")
+    parser.add_argument("--memray", action="store_true",
+                        help="run the scale scenario's operator under memray (needs '.[bench]'); then "
+                             "`python -m memray summary FILE` shows what held the memory at its peak")
     args = parser.parse_args(argv)
     # The synthetic agents use the real agent's code, whose "waiting for consumer" is expected here.
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.results.mkdir(parents=True, exist_ok=True)
     profile = args.results / f"profile-scale-{mode}-{stamp}.txt" if args.profile else None
-    results = asyncio.run(run(QUICK if args.quick else FULL, only, args.workdir, profile))
+    memray = args.results / f"memray-scale-{mode}-{stamp}.bin" if args.memray else None
+    results = asyncio.run(run(QUICK if args.quick else FULL, only, args.workdir, profile, memray))
     results["conditions"]["mode"] = mode
     print(table(results))
     for path in (args.results / f"{mode}-{stamp}.json", args.results / f"latest-{mode}.json"):

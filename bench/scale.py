@@ -46,13 +46,14 @@ class ScaleFleet:
     real_leaves: list[str]
 
 
-async def cold_start(env: Env, n: int, real: int, profile: Path | None = None,
+async def cold_start(env: Env, n: int, real: int, profile: Path | None = None, memray: Path | None = None,
                      ) -> tuple[dict[str, Any], ScaleFleet, OperatorProcess]:
     """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
     scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready.
     On failure nothing is left running: the operator, the agents and the namespace go."""
     namespace = create_namespace(env.kubectl, "bench-scale")
     operator = env.operator("scale")
+    operator.memray_output = memray
     fleet: Fleet | None = None
     try:
         warmup = env.operator("scale-warmup")

@@ -51,13 +51,17 @@ class OperatorProcess:
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     log_offset: int = 0
+    # Run under memray, writing its capture here (`python -m bench --memray`).
+    memray_output: Path | None = None
 
     def start(self) -> None:
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        memray = ["-m", "memray", "run", "--aggregate", "--force", "-q", "-o", str(self.memray_output)] \
+            if self.memray_output else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetlattice.cli", "run", "--kubeconfig", str(self.kubeconfig),
+            [sys.executable, *memray, "-m", "fleetlattice.cli", "run", "--kubeconfig", str(self.kubeconfig),
              "--hub-address", "clusterip", "--liveness", f"http://127.0.0.1:{self.port}/healthz",
              "--metrics-port", str(self.metrics_port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
