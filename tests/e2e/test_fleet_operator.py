@@ -339,6 +339,32 @@ def test_deleting_a_silo_leaf_removes_its_user(fleet: Hub, kubectl: Kubectl) -> 
     assert secret_value(kubectl, fleet.namespace, "siloleaf-ct-fac-credentials", "nkey") in _hub_conf(fleet)
 
 
+def test_deleting_a_credential_secret_rotates_it(fleet: Hub, kubectl: Kubectl) -> None:
+    """Rotation as documented: the Secret goes, the next resync makes a new NKey, and the hub config holds the
+    new public key in place of the old one (the operator knows Secrets from memory between resyncs)."""
+    leaf = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "SiloLeaf", "metadata": {"name": "rotor"},
+            "spec": {"silo": "rotor", "hub": fleet.name, "leaf": {"mode": "External"}}}
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(leaf))
+    secret = "siloleaf-rotor-credentials"
+    try:
+        def public_key() -> str:
+            found = kubectl("get", "secret", secret, "-n", fleet.namespace, "--ignore-not-found", "-o",
+                            "jsonpath={.data.nkey}").stdout.strip()
+            return base64.b64decode(found).decode() if found else ""
+
+        wait_for(lambda: public_key() and public_key() in _hub_conf(fleet), 60, "rotor's key in the hub config")
+        old = public_key()
+        kubectl("delete", "secret", secret, "-n", fleet.namespace)
+
+        def rotated() -> bool:
+            new, conf = public_key(), _hub_conf(fleet)
+            return bool(new) and new != old and new in conf and old not in conf
+
+        wait_for(rotated, 90, "a new NKey in the Secret and in the hub config, the old one gone")
+    finally:
+        kubectl("delete", "siloleaf", "rotor", "-n", fleet.namespace, "--ignore-not-found")
+
+
 async def test_a_password_credential_of_an_older_release_becomes_an_nkey(fleet: Hub, kubectl: Kubectl) -> None:
     """The upgrade: what a release with bcrypt passwords left behind is replaced, with no manual step, by an
     NKey the hub accepts, and the password keys are gone from the Secret."""

@@ -8,14 +8,24 @@ from typing import Any
 from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import ownership
 from fleetlattice.logic.credentials import Credential
+from fleetlattice.render.names import PART_OF
+
+MANAGED = f"app.kubernetes.io/managed-by={PART_OF}"
 
 
 class CredentialSecrets:
-    """Read-or-generate of NKey Secrets, one at a time per Secret."""
+    """Read-or-generate of NKey Secrets, one at a time per Secret.
+
+    What each Secret holds is known from one LIST per namespace (the first time a credential there is needed)
+    and from this process's own writes, so a cold start of a thousand silos reads no Secret one by one. A
+    resync asks for a fresh read (`reread`): that is how a deleted Secret, the way to rotate a credential, is
+    noticed."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._known: dict[tuple[str, str], dict[str, str]] = {}
+        self._listed: dict[str, asyncio.Task[None]] = {}
 
     def _lock(self, namespace: str, secret: str) -> asyncio.Lock:
         """A create handler and a resync timer of one object can run at once, and two generated credentials
@@ -24,9 +34,37 @@ class CredentialSecrets:
 
     def forget(self, namespace: str, secret: str) -> None:
         self._locks.pop((namespace, secret), None)
+        self._known.pop((namespace, secret), None)
+
+    async def _list_once(self, namespace: str) -> None:
+        async def listing() -> None:
+            for secret in await self.kube.list("Secret", namespace, labels=MANAGED):
+                self._known.setdefault((namespace, secret["metadata"]["name"]), secret.get("data") or {})
+
+        if namespace not in self._listed:
+            self._listed[namespace] = asyncio.ensure_future(listing())
+        try:
+            await asyncio.shield(self._listed[namespace])
+        except Exception:
+            self._listed.pop(namespace, None)  # the next caller lists again
+            raise
+
+    async def _read(self, namespace: str, name: str, reread: bool) -> dict[str, str] | None:
+        """The Secret's data, None when it does not exist."""
+        if not reread:
+            await self._list_once(namespace)
+            if (namespace, name) in self._known:
+                return self._known[(namespace, name)]
+        secret = await self.kube.get("Secret", namespace, name)
+        if secret is None:
+            self._known.pop((namespace, name), None)
+            return None
+        self._known[(namespace, name)] = secret.get("data") or {}
+        return self._known[(namespace, name)]
 
     async def ensure(self, owner: dict[str, Any], secret_name: str, user: str, labels: dict[str, str],
-                     extra: dict[str, str] | None = None, namespace: str | None = None) -> Credential:
+                     extra: dict[str, str] | None = None, namespace: str | None = None,
+                     reread: bool = False) -> Credential:
         """Generate an NKey once and keep it in `secret_name` (in `namespace`, default the owner's), owned by
         `owner`, with `extra` Secret.data beside it. Deleting the Secret rotates it: a new one is made here and
         the hub (or the leaf) takes the new public key. A Secret of an older release (a password, no seed) is
@@ -34,13 +72,12 @@ class CredentialSecrets:
         longer writes."""
         namespace = namespace or owner["metadata"]["namespace"]
         async with self._lock(namespace, secret_name):
-            secret = await self.kube.get("Secret", namespace, secret_name)
-            data = (secret or {}).get("data", {})
-            cred = Credential.from_secret(data)
+            data = await self._read(namespace, secret_name, reread)
+            cred = Credential.from_secret(data or {})
             if cred is None or cred.user != user:
                 cred = Credential.generate(user)
             wanted = {**cred.secret_data(), **(extra or {})}
-            if secret is None or data != wanted:
+            if data != wanted:
                 await self.kube.apply({
                     "apiVersion": "v1",
                     "kind": "Secret",
@@ -49,4 +86,5 @@ class CredentialSecrets:
                                  **ownership(owner, namespace)},
                     "data": wanted,
                 })
+                self._known[(namespace, secret_name)] = wanted
         return cred

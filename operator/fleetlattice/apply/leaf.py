@@ -35,10 +35,10 @@ class LeafState:
         self.heartbeats.forget(namespace, silo)
 
     async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str,
-                    hub_spec: FleetHubSpec | None) -> str:
+                    hub_spec: FleetHubSpec | None, *, reread: bool = False) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
         owns this silo in this namespace (see logic.leaf_status.oldest_claimant); `hub_spec` is its hub's, None
-        when the hub does not exist."""
+        when the hub does not exist; `reread`: read the credential Secrets afresh (see CredentialSecrets)."""
         meta = body["metadata"]
         namespace = meta["namespace"]
         if claimant != meta["name"]:
@@ -49,13 +49,13 @@ class LeafState:
         hub = HubRef(spec.hub, namespace)
         silo = SiloRef(spec.silo)
         target = leaf_namespace(body, spec)
-        cred = await self.credentials.ensure(body, silo.credentials_secret, spec.silo, silo.labels)
+        cred = await self.credentials.ensure(body, silo.credentials_secret, spec.silo, silo.labels, reread=reread)
         await self._leave_previous_place(body, spec)
         if spec.leaf.mode == "InCluster":
             await self._claim(body, spec, target)
         # Where the silo's agent and apps run: beside the leaf.
         local = await self.credentials.ensure(body, silo.local_secret, silo.local_user, silo.labels,
-                                              namespace=target)
+                                              namespace=target, reread=reread)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)

@@ -38,7 +38,7 @@ class UserState:
         self.kube, self.hubs, self.connections, self.credentials = kube, hubs, connections, credentials
 
     async def apply(self, body: dict[str, Any], spec: FleetUserSpec,
-                    hub_spec: FleetHubSpec | None) -> tuple[dict[str, Any], list[Cond]]:
+                    hub_spec: FleetHubSpec | None, *, reread: bool = False) -> tuple[dict[str, Any], list[Cond]]:
         """Everything a FleetUser owns; returns its status (`hub_spec`: its hub's, None when there is none).
         Raises NotReady with the reason otherwise."""
         meta, status = body["metadata"], body.get("status") or {}
@@ -49,7 +49,8 @@ class UserState:
         url = hub.client_url(hub_spec.ports.client)
         user = UserRef(name)
         cred = await self.credentials.ensure(body, user.credentials_secret, name, user.labels,
-                                             {URL_KEY: b64(url), INBOX_PREFIX_KEY: b64(user_inbox_prefix(name))})
+                                             {URL_KEY: b64(url), INBOX_PREFIX_KEY: b64(user_inbox_prefix(name))},
+                                             reread=reread)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != status.get("observedGeneration"):
             await self.hubs.sync(namespace, spec.hub)
         await self._ensure_ingest(hub, spec.ingest, status.get("ingestConsumer", ""))

@@ -33,7 +33,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
     async def work() -> tuple[dict[str, Any], list[Cond]]:
         async with reconciling("SiloLeaf"):
             secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]),
-                                        hub_spec(hub_specs, body["metadata"]["namespace"], spec.hub))
+                                        hub_spec(hub_specs, body["metadata"]["namespace"], spec.hub),
+                                        reread=not retry)
         await runtime(memo).installs.enlist_silo(body["metadata"]["namespace"], spec.hub, spec.silo)
         return leaves.observe(dict(body), spec, secret)
 

@@ -36,7 +36,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
                 raise NotReady("DuplicateConsumer", f"durable {spec.ingest.durable} on stream {spec.ingest.stream} "
                                f"already belongs to FleetUser {owner}")
         async with reconciling("FleetUser"):
-            return await runtime(memo).users.apply(dict(body), spec, hub_spec(hub_specs, meta["namespace"], spec.hub))
+            return await runtime(memo).users.apply(dict(body), spec, hub_spec(hub_specs, meta["namespace"], spec.hub),
+                                                   reread=not retry)
 
     await converge(patch, body, work, retry=retry, delay=10)
 
