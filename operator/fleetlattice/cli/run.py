@@ -38,6 +38,7 @@ def operator_settings() -> kopf.OperatorSettings:
     )
     # kopf's own "Handler ... succeeded" / "Creation is processed" would be two Events (API writes) per object
     # change, repeating the Events our handlers post for what happened; its warnings and errors stay Events.
+    # (kopf.info() is held to this level too: our Normal Events go through kopf.event().)
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

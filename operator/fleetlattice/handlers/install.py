@@ -91,7 +91,8 @@ async def install_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf
     try:
         if status.phase != "Scrubbing":
             await rt.installs.start_scrub(namespace, name, _hub_of(namespace, spec.silo, hub_by_silo))
-            kopf.info(body, reason="ScrubRequested", message=f"asked silo {spec.silo} to remove the install")
+            kopf.event(body, type="Normal", reason="ScrubRequested",
+                       message=f"asked silo {spec.silo} to remove the install")
     except NotReady as exc:
         logger.warning("scrub not sent yet: %s", exc)
     raise kopf.TemporaryError(f"waiting for silo {spec.silo} to confirm the scrub", delay=2)
