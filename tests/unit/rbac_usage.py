@@ -61,6 +61,8 @@ BUILT_ELSEWHERE: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("apply/leaf.py", "_delete_owned"): lambda: rendered_leaf_kinds() | {"Secret"},
     # logic.report_routing.by_hand_install: the record of a request published by hand.
     ("apply/install_consumer.py", "_record_by_hand"): lambda: {"SiloInstall"},
+    # CredentialSecrets builds one Secret manifest for its create and its apply.
+    ("apply/credentials.py", "ensure"): lambda: {"Secret"},
     # The install status store holds SiloInstalls only.
     ("apply/install_store.py", "update"): lambda: {"SiloInstall"},
 }

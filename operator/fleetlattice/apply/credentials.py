@@ -49,18 +49,18 @@ class CredentialSecrets:
             self._listed.pop(namespace, None)  # the next caller lists again
             raise
 
-    async def _read(self, namespace: str, name: str, reread: bool) -> dict[str, str] | None:
-        """The Secret's data, None when it does not exist."""
+    async def _read(self, namespace: str, name: str, reread: bool) -> tuple[dict[str, str] | None, bool]:
+        """The Secret's data (None when it does not exist) and whether that absence is only what the namespace's
+        LIST said, in which case the Secret is created, never applied over one made since."""
         if not reread:
             await self._list_once(namespace)
-            if (namespace, name) in self._known:
-                return self._known[(namespace, name)]
+            return self._known.get((namespace, name)), (namespace, name) not in self._known
         secret = await self.kube.get("Secret", namespace, name)
         if secret is None:
             self._known.pop((namespace, name), None)
-            return None
+            return None, False
         self._known[(namespace, name)] = secret.get("data") or {}
-        return self._known[(namespace, name)]
+        return self._known[(namespace, name)], False
 
     async def ensure(self, owner: dict[str, Any], secret_name: str, user: str, labels: dict[str, str],
                      extra: dict[str, str] | None = None, namespace: str | None = None,
@@ -72,19 +72,32 @@ class CredentialSecrets:
         longer writes."""
         namespace = namespace or owner["metadata"]["namespace"]
         async with self._lock(namespace, secret_name):
-            data = await self._read(namespace, secret_name, reread)
-            cred = Credential.from_secret(data or {})
-            if cred is None or cred.user != user:
-                cred = Credential.generate(user)
-            wanted = {**cred.secret_data(), **(extra or {})}
+            data, unseen = await self._read(namespace, secret_name, reread)
+            cred, wanted = self._wanted(data, user, extra)
+            if unseen:
+                secret = self._secret(owner, secret_name, namespace, labels, wanted)
+                if await self.kube.create(secret) is not None:
+                    self._known[(namespace, secret_name)] = wanted
+                    return cred
+                data, _ = await self._read(namespace, secret_name, reread=True)  # made since the LIST
+                cred, wanted = self._wanted(data, user, extra)
             if data != wanted:
-                await self.kube.apply({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {"name": secret_name, "namespace": namespace, "labels": labels,
-                                 **ownership(owner, namespace)},
-                    "data": wanted,
-                })
+                await self.kube.apply(self._secret(owner, secret_name, namespace, labels, wanted))
                 self._known[(namespace, secret_name)] = wanted
         return cred
+
+    @staticmethod
+    def _wanted(data: dict[str, str] | None, user: str,
+                extra: dict[str, str] | None) -> tuple[Credential, dict[str, str]]:
+        """The credential to keep (the stored one, else a new one) and the Secret.data that holds it."""
+        cred = Credential.from_secret(data or {})
+        if cred is None or cred.user != user:
+            cred = Credential.generate(user)
+        return cred, {**cred.secret_data(), **(extra or {})}
+
+    @staticmethod
+    def _secret(owner: dict[str, Any], name: str, namespace: str, labels: dict[str, str],
+                data: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels, **ownership(owner, namespace)},
+                "data": data}

@@ -57,6 +57,7 @@ RESOURCES: dict[str, Resource] = {
 # create as well as patch; a merge patch never creates (404 when the object is gone).
 METHOD_VERBS: dict[str, tuple[str | None, frozenset[str]]] = {
     "apply": (None, frozenset({"create", "patch"})),
+    "create": (None, frozenset({"create"})),
     "annotate": (None, frozenset({"patch"})),
     "get": (None, frozenset({"get"})),
     "list": (None, frozenset({"list"})),
@@ -130,6 +131,16 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the object; None if one of that name exists already (which is left as it is)."""
+        meta = obj["metadata"]
+        try:
+            return await self._call("POST", RESOURCES[obj["kind"]].path(meta.get("namespace")), body=obj)
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
 
     async def annotate(self, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> bool:
         """Merge-patch annotations onto an existing object. False if it is gone: unlike an apply, this never
