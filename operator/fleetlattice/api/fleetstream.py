@@ -92,6 +92,10 @@ class FleetStreamSpec(ApiModel):
     max_msgs: int | None = Field(None, ge=1, description="Most messages kept; unset = unlimited.")
     max_msgs_per_subject: int | None = Field(None, ge=1, description="Most messages kept per subject.")
     max_msg_size: Size | None = Field(None, description="Largest message accepted, e.g. 1Mi.")
+    max_consumers: int | None = Field(
+        None, ge=1, le=100_000,
+        description="Most consumers on the stream; unset = the server's default, 1,000 on nats-server 2.15. "
+        "FLEET_INSTALL holds one durable per silo, so a fleet past 999 silos needs more.")
     storage: Literal["File", "Memory"] = Field(
         "File", description="Storage backend.", json_schema_extra=immutable("storage is immutable")
     )

@@ -82,6 +82,7 @@ def _common(spec: FleetStreamSpec) -> dict[str, Any]:
         "max_bytes": _size(spec.max_bytes),
         "max_msg_size": _size(spec.max_msg_size),
         "max_msgs": spec.max_msgs or UNLIMITED,
+        "max_consumers": spec.max_consumers or UNLIMITED,
     }
 
 
@@ -164,6 +165,7 @@ _CONTROLLED = (
     "max_msgs",
     "max_msgs_per_subject",
     "max_msg_size",
+    "max_consumers",
     "duplicate_window",
     "allow_rollup_hdrs",
     "deny_delete",
