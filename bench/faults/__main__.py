@@ -22,7 +22,8 @@ from . import crashes, hostile, partition, spoof
 from .counting import FaultRow, as_json, table, verdict
 from .fleet import FaultFleet, start_fleet
 
-FAULTS = ("spoof", "hostile", "kill", "apiserver", "hub", "cut")
+# The hub pod last: its replacement may start without the JetStream state the other faults rely on.
+FAULTS = ("spoof", "hostile", "kill", "apiserver", "cut", "hub")
 
 
 @dataclass(frozen=True)

@@ -104,11 +104,19 @@ def _mid_install(fleet: FaultFleet, row: FaultRow, label: str, inject: Callable[
 def hub_pod_deleted(fleet: FaultFleet, repetitions: int) -> FaultRow:
     row = FaultRow("hub pod deleted mid-install", repetitions)
 
-    def delete() -> None:
-        for pod in fleet.hub.pods():
-            fleet.env.kubectl("delete", "pod", pod["metadata"]["name"], "-n", fleet.namespace, "--wait=false")
+    def delete() -> float:
+        """Returns once the old pod is gone (a deleted pod serves on through its grace period): the agents'
+        next reports go to its replacement."""
+        start = time.monotonic()
+        old = {pod["metadata"]["uid"] for pod in fleet.hub.pods()}
+        fleet.env.kubectl("delete", "pods", "-n", fleet.namespace, "--wait=false",
+                          *(pod["metadata"]["name"] for pod in fleet.hub.pods()))
+        wait_for(lambda: not old & {pod["metadata"]["uid"] for pod in fleet.hub.pods()}, 120, "old hub pod gone")
+        return time.monotonic() - start
 
     _mid_install(fleet, row, "hubdel", delete)
+    row.notes.append("outage: delete until the old pod is gone; its replacement starts with what its JetStream "
+                     "volume kept (the example hub's is an emptyDir)")
     return row
 
 
