@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import nats
 import nats.errors
+from localcluster import BUSYBOX_IMAGE, wait_for
 from nats.aio.client import Client as NATS
 
 from fleet import service_url
@@ -25,6 +26,15 @@ from .counting import FaultRow
 from .fleet import FaultFleet
 
 DENIAL_SECONDS = 2.0  # how long a refused subscription gets to receive the observer's probe anyway
+POD_SECONDS = 120
+# The NATS protocol by hand from a pod with no credential: a server that accepted the CONNECT answers the PING
+# after the PUB with PONG; one that requires authentication answers -ERR 'Authorization Violation' and closes.
+RAW_PAYLOAD = '{"requestId":"pod"}'
+
+
+def _raw_attempt(host: str, subject: str) -> str:
+    return (f"printf 'CONNECT {{\"verbose\":false}}\\r\\nPUB {subject} {len(RAW_PAYLOAD)}\\r\\n{RAW_PAYLOAD}\\r\\n"
+            f"PING\\r\\n' | timeout 5 nc {host} 4222; echo '<end>'")
 
 
 @dataclass
@@ -108,6 +118,31 @@ class Spoofing:
         return True
 
 
+def unauthenticated_pod(fleet: FaultFleet, attempts: int) -> tuple[int, int]:
+    """A pod in the silos' namespace that signs in to nothing: `attempts` raw publishes of silos' `done`,
+    round robin over the leaves' and the hub's client ports; returns (attempts, accepted)."""
+    targets = [(f"{SiloRef(silo).leaf}.{fleet.namespace}.svc", install_subject(silo, "done"))
+               for silo in fleet.silos] + [(f"{fleet.hub.name}.{fleet.namespace}.svc", install_subject(
+                   fleet.silos[0], "done"))]
+    script = "\n".join(_raw_attempt(host, subject)
+                       for _, (host, subject) in zip(range(attempts), itertools.cycle(targets)))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unauthenticated"},
+           "spec": {"restartPolicy": "Never", "containers": [
+               {"name": "c", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", script]}]}}
+    kubectl = fleet.env.kubectl
+    kubectl("apply", "-n", fleet.namespace, "-f", "-", input=json.dumps(pod))
+    try:
+        wait_for(lambda: kubectl.json("get", "pod", "unauthenticated", "-n", fleet.namespace)["status"].get(
+            "phase") in ("Succeeded", "Failed"), POD_SECONDS, "the unauthenticated pod's attempts")
+        answers = kubectl("logs", "unauthenticated", "-n", fleet.namespace).stdout.split("<end>")[:-1]
+    finally:
+        kubectl("delete", "pod", "unauthenticated", "-n", fleet.namespace, "--wait=false")
+    if len(answers) != attempts or not all("Authorization Violation" in a or "PONG" in a for a in answers):
+        raise AssertionError(f"the pod's attempts did not all get an answer: {answers}")
+    return attempts, sum("PONG" in answer for answer in answers)
+
+
 async def spoofs(fleet: FaultFleet, total: int) -> FaultRow:
     row = FaultRow("spoof attempts (other silos' credentials, unauthenticated)", total)
     observer = await fleet.hub.connect_operator()
@@ -152,6 +187,9 @@ async def spoofs(fleet: FaultFleet, total: int) -> FaultRow:
             counts[1] += accepted
     finally:
         await observer.close()
+    by_kind["raw publish from an unauthenticated pod"] = list(
+        await asyncio.to_thread(unauthenticated_pod, fleet, max(3, total // 7)))
+    row.repetitions = sum(n for n, _ in by_kind.values())
     row.accepted = sum(accepted for _, accepted in by_kind.values())
     row.notes.append("; ".join(f"{label} {n} (accepted {accepted})" for label, (n, accepted) in by_kind.items()))
     return row
