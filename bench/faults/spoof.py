@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import nats
 import nats.errors
-from localcluster import BUSYBOX_IMAGE, wait_for
+from localcluster import BUSYBOX_IMAGE, async_wait_for, wait_for
 from nats.aio.client import Client as NATS
 
 from fleet import service_url
@@ -27,6 +27,7 @@ from .fleet import FaultFleet
 
 DENIAL_SECONDS = 2.0  # how long a refused subscription gets to receive the observer's probe anyway
 POD_SECONDS = 120
+CONTROL_SECONDS = 60
 # The NATS protocol by hand from a pod with no credential: a server that accepted the CONNECT answers the PING
 # after the PUB with PONG; one that requires authentication answers -ERR 'Authorization Violation' and closes.
 RAW_PAYLOAD = '{"requestId":"pod"}'
@@ -171,10 +172,11 @@ async def spoofs(fleet: FaultFleet, total: int) -> FaultRow:
     ]
     by_kind: dict[str, list[int]] = {}
     try:
-        # Each attempt made as the silo itself must succeed, or a refusal below would prove nothing.
+        # Each attempt made as the silo itself must succeed, or a refusal below would prove nothing; the state
+        # key read waits for the agent's first heartbeat.
         for label, attempt in attempts[:5]:
-            if not await attempt(fleet.silos[0], fleet.silos[0]):
-                raise AssertionError(f"control failed: {label}, as the silo itself, was not let through")
+            await async_wait_for(lambda a=attempt: a(fleet.silos[0], fleet.silos[0]), CONTROL_SECONDS,
+                                 f"control: {label}, as the silo itself, let through")
         for n, ((label, attempt), (a, b)) in enumerate(zip(itertools.cycle(attempts), itertools.cycle(pairs))):
             if n == total:
                 break
