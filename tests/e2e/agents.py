@@ -14,13 +14,18 @@ from fleetlattice.api.defaults import LOCAL_SEED_ENV
 
 # An install script for the `command` plan whose behaviour each SiloInstall picks through spec.params:
 # failAt=<step> fails there (exit 3 with retryable=false), waitFile=<path> holds the apply step until the
-# test creates that file, pods=<n> is reported in the result.
+# test creates that file, pods=<n> is reported in the result, runLog=<path> gets one line per run of the
+# plan (the fault suite counts duplicate runs from it), stepSeconds=<s> makes each step take that long.
 INSTALL_SCRIPT = textwrap.dedent('''\
     import json, pathlib, sys, time
     request = json.load(sys.stdin)
     params = request.get("params", {})
+    if params.get("runLog"):
+        with open(params["runLog"], "a") as runs:
+            runs.write(json.dumps({"install": params.get("install"), "requestId": request.get("requestId")}) + "\\n")
     steps = ["render", "apply", "verify"]
     for index, step in enumerate(steps, 1):
+        time.sleep(float(params.get("stepSeconds", "0")))  # the work a real step does
         print(json.dumps({"step": step, "index": index, "total": len(steps), "message": step + " ok"}), flush=True)
         wait = params.get("waitFile")
         while step == "apply" and wait and not pathlib.Path(wait).exists():

@@ -10,7 +10,8 @@ Its import root is tests/e2e/cluster: pyproject.toml's pytest `pythonpath` has i
     processes   start/stop/reap components, container kill  cleanup     mounts, cgroups, log links, state dir
     components  etcd, apiserver, controllers, containerd,   coredns     CoreDNS objects, the DNS smoke test
                 kubelet, kube-proxy                         api         apiserver over HTTPS, kubectl
-    lifecycle   up, down, health, status, logs              cli         argparse main (__main__: python -m)
+    lifecycle   up, down, health, status, logs,             cli         argparse main (__main__: python -m)
+                the API server's restart (fault suite)
     common      log, ClusterError, host commands            waiting     wait_for: deadline-based polling
     hostenv     shared with the repo's other tools: cache_root, go_version, go_env, free_port
     argocd      the cached Argo CD binary: component env, offline health check (the GitOps e2e, unit tests)
@@ -22,7 +23,7 @@ from .common import ClusterError
 from .components import audit_log_path
 from .hostenv import cache_root, free_port, go_env, go_version
 from .images import import_image_archive
-from .lifecycle import components_running, down, is_healthy, log_tails, status, up
+from .lifecycle import components_running, down, is_healthy, log_tails, restart_apiserver, status, up
 from .paths import Paths, build_key
 from .pins import (
     BUSYBOX_IMAGE,
@@ -70,6 +71,7 @@ __all__ = [
     "is_healthy",
     "kubectl",
     "log_tails",
+    "restart_apiserver",
     "status",
     "up",
     "wait_for",

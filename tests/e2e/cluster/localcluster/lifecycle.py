@@ -1,5 +1,5 @@
 """The cluster's life: up (idempotent, serialised across processes), down (every trace, even after a failed up),
-health, status and the component logs."""
+an API server restart (the fault suite's), health, status and the component logs."""
 
 from __future__ import annotations
 
@@ -190,6 +190,20 @@ def _down(paths: Paths) -> None:
     log(f"down: done in {time.monotonic() - start:.1f}s")
     if errors:
         raise ClusterError("down finished with errors: " + "; ".join(errors))
+
+
+def restart_apiserver(paths: Paths | None = None) -> float:
+    """Stop kube-apiserver and start it again as up() does (same flags, same etcd: nothing is lost), under the
+    up/down lock so that no concurrent up() takes the missing process for a broken cluster and tears it down.
+    Returns the seconds from the stop until /readyz answers again."""
+    paths = paths or Paths.from_env()
+    with _exclusive(paths):
+        bins = build(paths)  # a cache check: the binaries are there since up()
+        start = time.monotonic()
+        stop_process(paths, "kube-apiserver", grace=10)
+        start_apiserver(paths, bins)
+        wait_apiserver(paths)
+        return time.monotonic() - start
 
 
 def status(paths: Paths | None = None) -> int:
