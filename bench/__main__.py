@@ -10,7 +10,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memray", action="store_true",
                         help="run the scale scenario's operator under memray (needs '.[bench]'); then "
                              "`python -m memray summary FILE` shows what held the memory at its peak")
+    parser.add_argument("--silos", type=int, default=None,
+                        help="silos of the scale and burst scenarios instead of the mode's (e.g. 3500, the OCM anchor)")
     args = parser.parse_args(argv)
     # The synthetic agents use the real agent's code, whose "waiting for consumer" is expected here.
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -109,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     mode = "quick" if args.quick else "full"
+    sizes = QUICK if args.quick else FULL
+    if args.silos is not None:
+        sizes = replace(sizes, silos=args.silos)
+        mode += f"-silos{args.silos}"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.results.mkdir(parents=True, exist_ok=True)
     profile = args.results / f"profile-scale-{mode}-{stamp}.txt" if args.profile else None
     memray = args.results / f"memray-scale-{mode}-{stamp}.bin" if args.memray else None
-    results = asyncio.run(run(QUICK if args.quick else FULL, only, args.workdir, profile, memray))
+    results = asyncio.run(run(sizes, only, args.workdir, profile, memray))
     results["conditions"]["mode"] = mode
     print(table(results))
     for path in (args.results / f"{mode}-{stamp}.json", args.results / f"latest-{mode}.json"):

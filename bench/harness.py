@@ -122,17 +122,23 @@ class AuditLog:
 
 
 def count_requests(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals by verb and the writes (create/update/patch/delete) by resource."""
+    """Totals by verb, the writes (create/update/patch/delete) by resource, and the requests the API server
+    refused by resource, verb and code (a 409 is a write paid twice, and usually a read in between)."""
     by_verb: dict[str, int] = {}
     writes: dict[str, int] = {}
+    refused: dict[str, int] = {}
     for event in events:
         verb = event["verb"]
         by_verb[verb] = by_verb.get(verb, 0) + 1
+        ref = event.get("objectRef") or {}
+        key = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         if verb in ("create", "update", "patch", "delete"):
-            ref = event.get("objectRef") or {}
-            key = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
             writes[key] = writes.get(key, 0) + 1
-    return {"total": len(events), "by_verb": dict(sorted(by_verb.items())), "writes": dict(sorted(writes.items()))}
+        code = (event.get("responseStatus") or {}).get("code", 0)
+        if code >= 400:
+            refused[f"{verb} {key} {code}"] = refused.get(f"{verb} {key} {code}", 0) + 1
+    return {"total": len(events), "by_verb": dict(sorted(by_verb.items())), "writes": dict(sorted(writes.items())),
+            "refused": dict(sorted(refused.items()))}
 
 
 def machine_conditions() -> dict[str, Any]:

@@ -252,7 +252,7 @@ def test_rbac_derivation_sees_the_calls() -> None:
     for grant in [("", "secrets", "list", None),  # apply/hub.py silo_users
                   ("", "pods", "patch", None),  # the config-hash annotation
                   ("apps", "deployments", "create", None),  # the rendered leaf
-                  ("fleet.lattice.dev", "siloinstalls/status", "update", None),  # the install status store
+                  ("fleet.lattice.dev", "siloinstalls/status", "patch", None),  # the install status store
                   ("fleet.lattice.dev", "fleetstreams/status", "patch", None),  # kopf, for write_status
                   ("fleet.lattice.dev", "siloleaves", "watch", None),  # kopf
                   ("", "events", "create", None)]:  # kopf.event

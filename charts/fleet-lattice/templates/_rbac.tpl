@@ -4,8 +4,8 @@ code (the call sites of clients/kube.py, the kinds the kopf handlers watch and w
 fails on any verb granted and not used, or used and not granted. No wildcards.
 
 - The kinds: kopf lists and watches them, and patches metadata (finalizers, its annotations); kopf
-  merge-patches the status of the kinds whose handlers write status; the install bus PUTs SiloInstall status
-  with a resourceVersion (update). get only where the operator reads one object (FleetHub, SiloInstall).
+  merge-patches the status of the kinds whose handlers write status; the install bus writes SiloInstall status
+  by server-side apply (patch). get only where the operator reads one object (FleetHub, SiloInstall).
 - fleethubs/siloleaves/fleetusers finalizers update: their children carry ownerReferences with blockOwnerDeletion, which
   the OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the owner's finalizers.
 - Children (ConfigMaps, Secrets, Services, StatefulSets, Deployments, PodDisruptionBudgets, NetworkPolicies)
@@ -32,11 +32,8 @@ fails on any verb granted and not used, or used and not granted. No wildcards.
   # creates an object is authorized as create too)
   verbs: [get, list, watch, create, patch]
 - apiGroups: [fleet.lattice.dev]
-  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, fleetusers/status]
+  resources: [fleethubs/status, siloleaves/status, fleetstreams/status, fleetusers/status, siloinstalls/status]
   verbs: [patch]
-- apiGroups: [fleet.lattice.dev]
-  resources: [siloinstalls/status]
-  verbs: [update]
 - apiGroups: [fleet.lattice.dev]
   resources: [fleethubs/finalizers, siloleaves/finalizers, fleetusers/finalizers]
   verbs: [update]

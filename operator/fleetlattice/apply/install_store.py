@@ -1,5 +1,5 @@
-"""The SiloInstall status store: every state-machine step written with optimistic concurrency
-(read, transform, PUT with resourceVersion), one writer per install in this process."""
+"""The SiloInstall status store: every state-machine step is a transform of the status this process last
+wrote, stored by server-side apply of .status under a field manager of its own, one writer per install."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from fleetlattice.api.defaults import FIELD_MANAGER
 from fleetlattice.api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInstallStatus
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
@@ -18,6 +19,8 @@ from fleetlattice.logic.install_state import dump, transition_notices
 
 # Last-written copies kept, one per install: a fleet's worth.
 WRITTEN_COPIES = 4096
+# The one owner of SiloInstall status (apply of the rest of the object is FIELD_MANAGER's).
+STATUS_MANAGER = f"{FIELD_MANAGER}-install-status"
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
 # Posts a Kubernetes Event about the object (the handlers' layer supplies kopf's poster); never raises.
 Notify = Callable[[dict[str, Any], Notice], None]
@@ -32,16 +35,22 @@ def _observe_transition(old: SiloInstallStatus, new: SiloInstallStatus) -> None:
 
 
 class InstallStore:
-    """Read-transform-write of one SiloInstall's status, serialised per install in this process and
-    guarded by resourceVersion against anything else."""
+    """Read-transform-write of one SiloInstall's status, serialised per install in this process.
+
+    Written by server-side apply, not by a PUT guarded by resourceVersion: kopf's own patches of the object
+    (progress annotations, finalizers) change its resourceVersion, and at a thousand silos most PUTs failed
+    with 409 and cost a GET and a second PUT (bench/findings/install-status-writes.md). The apply is not
+    forced: if anyone else changed a status field since this copy (a `kubectl edit --subresource=status`, an
+    older release's PUT), the API server answers 409 and the change starts again from a fresh read, forced
+    then, as this store owns install status."""
 
     def __init__(self, kube: Kube, notify: Notify | None = None) -> None:
         self.kube = kube
         self.notify = notify
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # The object as this process's last status write returned it: the next change of that install starts
-        # from it instead of a GET (a report costs one request, not two). Stale when anyone else wrote since,
-        # which the resourceVersion check turns into a 409 and a fresh read. Bounded: oldest dropped first.
+        # from it instead of a GET (a report costs one request, not two). Stale only when another field manager
+        # wrote its status since, which the apply turns into a 409 and a fresh read. Bounded: oldest dropped first.
         self._written: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     def forget(self, namespace: str, name: str) -> None:
@@ -73,6 +82,7 @@ class InstallStore:
             if seen is not None and await _next_status(seen, transform, conditions) is None:
                 return None
             body = self._written.pop(key, None)
+            force = False
             for _ in range(5):
                 if body is None:
                     body = await self.kube.get("SiloInstall", namespace, name)
@@ -84,10 +94,10 @@ class InstallStore:
                     return None
                 status, new, body["status"] = change
                 try:
-                    self._remember(key, await self.kube.replace_status(body))
+                    self._remember(key, await self.kube.apply_status(body, STATUS_MANAGER, force=force))
                 except ApiException as exc:
-                    if exc.status in (404, 409):  # changed or gone since this copy: read it again
-                        body = None
+                    if exc.status in (404, 409):  # gone, or written by someone else since this copy: read again
+                        body, force = None, exc.status == 409
                         continue
                     raise
                 _observe_transition(status, new)

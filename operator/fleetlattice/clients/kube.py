@@ -1,7 +1,8 @@
 """The Kubernetes edge: the sync client, run in worker threads so the event loop never blocks.
 
-Only the calls the operator makes: server-side apply, an annotation patch, get, list, status replace (kopf
-posts the Events). Paths come from a fixed table instead of API discovery, which costs round-trips at start-up.
+Only the calls the operator makes: server-side apply (of objects and of status), an annotation patch, get,
+list (kopf posts the Events). Paths come from a fixed table instead of API discovery, which costs round-trips
+at start-up.
 The chart's RBAC grants exactly what these calls need: tests/unit/test_chart.py derives it from their call
 sites (a literal kind per call, METHOD_VERBS below) and fails on any grant too many or too few."""
 
@@ -61,7 +62,7 @@ METHOD_VERBS: dict[str, tuple[str | None, frozenset[str]]] = {
     "annotate": (None, frozenset({"patch"})),
     "get": (None, frozenset({"get"})),
     "list": (None, frozenset({"list"})),
-    "replace_status": ("status", frozenset({"update"})),
+    "apply_status": ("status", frozenset({"patch"})),
     "delete": (None, frozenset({"delete"})),
 }
 
@@ -178,9 +179,16 @@ class Kube:
             raise
         return True
 
-    async def replace_status(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """PUT .status with the object's resourceVersion: fails with 409 if anyone wrote in between,
-        so a read-modify-write of status never loses another writer's change."""
+    async def apply_status(self, obj: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+        """Server-side apply of .status as `manager`, which owns the fields it sends: no resourceVersion, so
+        kopf's writes to the object (annotations, finalizers) never make a status write fail. Without
+        `force`, a field another manager changed since is a 409, which tells the caller its copy is stale."""
         meta = obj["metadata"]
-        return await self._call("PUT", RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"], "status"),
-                                body=obj)
+        return await self._call(
+            "PATCH",
+            RESOURCES[obj["kind"]].path(meta["namespace"], meta["name"], "status"),
+            body={"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                  "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": obj["status"]},
+            query=[("fieldManager", manager), *([("force", "true")] if force else [])],
+            content_type="application/apply-patch+yaml",
+        )
