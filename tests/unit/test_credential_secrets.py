@@ -1,10 +1,14 @@
-"""CredentialSecrets' reads: one LIST per namespace and its own writes on the change path, a fresh read on the
-resync path (the rotation by deleting a Secret). Against an in-memory stand-in of the Kube client's calls,
-which records them: what is asserted is the calls the operator makes."""
+"""CredentialSecrets' reads: one LIST per namespace and its own writes on the change path, a LIST at most
+LISTING_MAX_AGE old on the resync path (the rotation by deleting a Secret), never a read per Secret. Against an
+in-memory stand-in of the Kube client's calls, which records them: what is asserted is the calls the operator
+makes."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from fleetlattice.apply.credentials import MANAGED, CredentialSecrets
 from fleetlattice.clients.kube import Kube
@@ -72,14 +76,60 @@ async def test_an_existing_secret_is_kept_without_a_write() -> None:
     assert kube.calls == ["list fleet"]
 
 
-async def test_a_resync_reads_afresh_so_a_deleted_secret_rotates() -> None:
+async def test_a_resync_reads_afresh_so_a_deleted_secret_rotates(monkeypatch: pytest.MonkeyPatch) -> None:
     kube, creds = secrets()
     first = await creds.ensure(OWNER, "siloleaf-ct-fac-credentials", "ct-fac", {})
     del kube.secrets[("fleet", "siloleaf-ct-fac-credentials")]
     assert (await creds.ensure(OWNER, "siloleaf-ct-fac-credentials", "ct-fac", {})) == first  # memory, no read
+    monkeypatch.setattr("fleetlattice.apply.credentials.LISTING_MAX_AGE", 0.0)
     rotated = await creds.ensure(OWNER, "siloleaf-ct-fac-credentials", "ct-fac", {}, reread=True)
     assert rotated.public_key != first.public_key
     assert ("fleet", "siloleaf-ct-fac-credentials") in kube.secrets
+
+
+async def test_resyncs_of_a_namespace_share_one_recent_list() -> None:
+    """A thousand SiloLeaves resyncing every 30 s read their two Secrets each by GET: 11 requests per silo of a
+    cold start. Now every resync within LISTING_MAX_AGE of the namespace's LIST reads from it."""
+    kube, creds = secrets()
+    for i in range(50):
+        await creds.ensure(OWNER, f"siloleaf-s{i}-credentials", f"s{i}", {})
+    kube.calls.clear()
+    for i in range(50):
+        await creds.ensure(OWNER, f"siloleaf-s{i}-credentials", f"s{i}", {}, reread=True)
+    assert kube.calls == []
+
+
+async def test_a_write_while_the_namespace_is_listed_again_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LIST that started before this process made a Secret does not show it; its answer must not make the
+    Secret look absent (a second credential would rotate the first)."""
+    kube, creds = secrets()
+    await creds.ensure(OWNER, "siloleaf-other-credentials", "other", {})
+    listed, created = asyncio.Event(), asyncio.Event()
+    list_, create = kube.list, kube.create
+
+    async def slow_list(kind: str, namespace: str, *, labels: str | None = None) -> list[dict[str, Any]]:
+        items = await list_(kind, namespace, labels=labels)
+        await listed.wait()
+        return items
+
+    async def slow_create(obj: dict[str, Any]) -> dict[str, Any] | None:
+        await created.wait()
+        return await create(obj)
+
+    kube.list, kube.create = slow_list, slow_create  # type: ignore[method-assign]
+    making = asyncio.ensure_future(creds.ensure(OWNER, "siloleaf-ct-fac-credentials", "ct-fac", {}))
+    await asyncio.sleep(0.01)  # read the namespace as listed before, now creating
+    monkeypatch.setattr("fleetlattice.apply.credentials.LISTING_MAX_AGE", 0.0)
+    resync = asyncio.ensure_future(creds.ensure(OWNER, "siloleaf-other-credentials", "other", {}, reread=True))
+    await asyncio.sleep(0.01)  # the new LIST has its items, without ct-fac's Secret
+    created.set()
+    mine = await asyncio.wait_for(making, 5)
+    listed.set()
+    await asyncio.wait_for(resync, 5)
+    kube.calls.clear()
+    monkeypatch.setattr("fleetlattice.apply.credentials.LISTING_MAX_AGE", 3600.0)
+    assert (await creds.ensure(OWNER, "siloleaf-ct-fac-credentials", "ct-fac", {}, reread=True)) == mine
+    assert kube.calls == []
 
 
 def test_the_stand_in_has_the_signatures_of_the_real_client() -> None:

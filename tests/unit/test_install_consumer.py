@@ -398,3 +398,20 @@ async def test_a_silos_agent_consumer_comes_with_its_leaf(fleet: Fleet) -> None:
         await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))
     await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")  # a silo that comes back gets it again
     assert (await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))).name == agent_durable("ct-fac")
+
+
+async def test_a_silos_durable_is_made_sure_of_once_a_while_not_per_publish(fleet: Fleet,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a thousand silos every publish made three JetStream calls for durables that existed (stream info and
+    two consumer creates), and the hub's API timed out. Within ENLISTED_SECONDS a silo costs none; after it, a
+    durable lost with the stream (a hub restarted without persistent storage) is made again."""
+    installs = InstallRequests(fleet.api, Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats())  # type: ignore[arg-type]
+    await fleet.create_install_stream()
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")
+    await fleet.js.delete_consumer(INSTALL_STREAM, agent_durable("ct-fac"))
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")
+    with pytest.raises(NotFoundError):  # remembered: no call made
+        await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))
+    monkeypatch.setattr("fleetlattice.apply.install.ENLISTED_SECONDS", 0.0)
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")
+    assert (await fleet.js.consumer_info(INSTALL_STREAM, agent_durable("ct-fac"))).name == agent_durable("ct-fac")

@@ -3,7 +3,9 @@ Each step: load, apply a pure transition (logic.install_state), store (InstallSt
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import nats.errors
@@ -34,6 +36,14 @@ from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
 
 log = logging.getLogger(__name__)
+# A silo's agent durable, once made, is taken to exist for this long: a publish or a leaf resync within it
+# makes no JetStream call for it (at a thousand silos three calls per publish timed out on the hub's API).
+# After it, the next one checks again, which re-creates a durable lost with the stream (a hub without
+# persistent storage restarted).
+ENLISTED_SECONDS = 300.0
+# JetStream API calls in flight per process for durables: a cold start of a thousand silos asking at once
+# made the hub's API answer after JS_TIMEOUT.
+CONSUMER_CALLS = 16
 
 
 class InstallRequests:
@@ -42,7 +52,18 @@ class InstallRequests:
 
     def __init__(self, kube: Kube, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats) -> None:
         self.kube, self.hubs, self.store, self.heartbeats = kube, hubs, store, heartbeats
-        self._enlisted: set[tuple[str, str, str]] = set()  # (namespace, hub, silo) whose agent durable exists
+        # (namespace, hub, silo) -> when its agent durable was last made sure of (monotonic clock)
+        self._enlisted: dict[tuple[str, str, str], float] = {}
+        self._consumer_calls = asyncio.Semaphore(CONSUMER_CALLS)
+
+    async def _ensure_agent(self, js: Any, namespace: str, hub: str, silo: str) -> None:
+        """The operator's and the silo agent's durables, unless made sure of within ENLISTED_SECONDS."""
+        key = (namespace, hub, silo)
+        if time.monotonic() - self._enlisted.get(key, float("-inf")) < ENLISTED_SECONDS:
+            return
+        async with self._consumer_calls:
+            await ensure_consumers(js, silo)
+        self._enlisted[key] = time.monotonic()
 
     async def advance(self, namespace: str, name: str, hub: str,
                       seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
@@ -70,7 +91,7 @@ class InstallRequests:
         if not unpublished(status):
             return stored
         spec = SiloInstallSpec.model_validate(body["spec"])
-        await ensure_consumers(js, spec.silo)
+        await self._ensure_agent(js, namespace, hub, spec.silo)
         await publish(js, install_subject(spec.silo, "request"), request_for(status, spec), status.request_id)
         log.info("published %s for %s/%s", status.request_id, namespace, name)
 
@@ -101,18 +122,13 @@ class InstallRequests:
     async def enlist_silo(self, namespace: str, hub: str, silo: str) -> None:
         """The silo agent's durable as soon as the silo has its SiloLeaf, not only with its first SiloInstall:
         a request published by hand (the seeds' `nats pub fleet.install.<silo>.request`) must reach the agent
-        on a fleet where nobody has applied a SiloInstall. Once per silo and process (at a thousand silos the
-        leaves' resyncs would otherwise cost 100 JetStream calls a second); a hub or FLEET_INSTALL not there
-        yet is retried at the leaf's next resync."""
-        key = (namespace, hub, silo)
-        if key in self._enlisted:
-            return
+        on a fleet where nobody has applied a SiloInstall. Once per silo and ENLISTED_SECONDS (at a thousand
+        silos the leaves' resyncs would otherwise cost 100 JetStream calls a second); a hub or FLEET_INSTALL
+        not there yet is retried at the leaf's next resync."""
         try:
-            await ensure_consumers(await jetstream(self.hubs, HubRef(hub, namespace)), silo)
+            await self._ensure_agent(await jetstream(self.hubs, HubRef(hub, namespace)), namespace, hub, silo)
         except (NotReady, nats.errors.Error) as exc:
             log.info("agent consumer of silo %s not created yet: %s", silo, exc)
-            return
-        self._enlisted.add(key)
 
     async def retire_silo(self, namespace: str, hub: str, silo: str) -> None:
         """The silo's last SiloLeaf is gone: delete its agent's durable, so a fleet that churns silos does not
@@ -121,7 +137,7 @@ class InstallRequests:
             await delete_agent_consumer(await jetstream(self.hubs, HubRef(hub, namespace)), silo)
         except (NotReady, nats.errors.Error) as exc:
             log.warning("agent consumer of silo %s not deleted: %s", silo, exc)
-        self._enlisted.discard((namespace, hub, silo))
+        self._enlisted.pop((namespace, hub, silo), None)
         self.heartbeats.forget(namespace, silo)
 
     async def hold(self, namespace: str, name: str, reason: NotReady, seen: dict[str, Any] | None = None) -> None:
@@ -148,7 +164,7 @@ class InstallRequests:
         status = SiloInstallStatus.model_validate(body.get("status") or {})
         spec = SiloInstallSpec.model_validate(body["spec"])
         message = scrub_request(status)
-        await ensure_consumers(js, spec.silo)
+        await self._ensure_agent(js, namespace, hub, spec.silo)
         # Same requestId as Nats-Msg-Id each time: a repeated scrub publish is dropped by JetStream.
         await publish(js, install_subject(spec.silo, "scrub"), message, message.request_id)
         return status

@@ -41,6 +41,10 @@ def operator_settings() -> kopf.OperatorSettings:
     # (kopf.info() is held to this level too: our Normal Events go through kopf.event().)
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # After its own patch kopf waits this long for the watch to deliver the patched version before it handles
+    # the object from what it has. At 5 s (kopf's default) a watch lagging under a 1,000-silo cold start
+    # handed it versions from before its patch, and every SiloInstall's creation was handled 3 to 4 times.
+    settings.persistence.consistency_timeout = 30
     settings.networking.request_timeout = 60
     return settings
 
