@@ -7,6 +7,7 @@ import pytest
 from fleetlattice.api.siloinstall import HISTORY_LIMIT, SiloInstallSpec, SiloInstallStatus
 from fleetlattice.logic.install_state import (
     adopt,
+    agent_seen,
     apply_report,
     begin_attempt,
     begin_scrub,
@@ -202,3 +203,17 @@ def test_notices_tell_the_request_the_start_and_the_end_once() -> None:
     assert failed is not None
     (notice,) = transition_notices(pulled, failed)
     assert (notice.type, notice.reason, notice.message) == ("Warning", "Failed", "image missing")
+
+
+def test_agent_connected_is_not_claimed_false_before_a_heartbeat_could_have_come() -> None:
+    """At a cold start every install was written AgentConnected=False on its first tick and True seconds later:
+    two status writes per install for nothing. No heartbeat yet and a young attempt: no condition written."""
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    young = SiloInstallStatus(phase="Requested", requested_at=now - timedelta(seconds=5))
+    old = SiloInstallStatus(phase="Requested", requested_at=now - timedelta(seconds=300))
+    assert agent_seen(None, SiloInstallStatus(), now) is None
+    assert agent_seen(None, young, now) is None
+    assert agent_seen(None, old, now) is False
+    assert agent_seen(3.0, young, now) is True
+    assert agent_seen(90.0, young, now) is False
+    assert [c.type for c in install_conditions(young, agent_seen(None, young, now), None)] == ["Ready"]

@@ -19,8 +19,8 @@ from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import NotReady
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.install_state import (
-    HEARTBEAT_FRESH_SECONDS,
     adopt,
+    agent_seen,
     begin_attempt,
     begin_scrub,
     check_deadline,
@@ -81,8 +81,9 @@ class InstallRequests:
             return None
 
         stored = await self.store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None), seen)
-        if stored is None and seen is not None and not unpublished(SiloInstallStatus.model_validate(
-                seen.get("status") or {})):
+        latest = self.store.cached(namespace, name) or seen
+        if stored is None and latest is not None and not unpublished(SiloInstallStatus.model_validate(
+                latest.get("status") or {})):
             return None
         body = await self.store.current(namespace, name)
         if body is None:
@@ -105,7 +106,6 @@ class InstallRequests:
         kopf's copy of the object: the API is only read when it shows something to do. The hub's reachability
         is known before the one status write, so an outage is written once (see install_conditions)."""
         age = self.heartbeats.age(namespace, silo)
-        fresh = age is not None and age < HEARTBEAT_FRESH_SECONDS
         blocked: NotReady | None = None
         try:
             await jetstream(self.hubs, HubRef(hub, namespace))
@@ -115,7 +115,8 @@ class InstallRequests:
         async def deadline(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
             return check_deadline(status, spec, utcnow())
 
-        await self.store.update(namespace, name, deadline, lambda s: install_conditions(s, fresh, age, blocked), seen)
+        await self.store.update(namespace, name, deadline,
+                                lambda s: install_conditions(s, agent_seen(age, s, utcnow()), age, blocked), seen)
         if blocked is None:
             await self.advance(namespace, name, hub, seen)
 

@@ -4,6 +4,7 @@ wrote, stored by server-side apply of .status under a field manager of its own, 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,19 +53,29 @@ class InstallStore:
         # from it instead of a GET (a report costs one request, not two). Stale only when another field manager
         # wrote its status since, which the apply turns into a 409 and a fresh read. Bounded: oldest dropped first.
         self._written: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        # Installs this process has written (dropped when they go): for one not in it, a caller's recent copy
+        # (kopf's body) is as good a start as a GET, as nobody else writes install status; for one in it whose
+        # copy was dropped, kopf's body may predate this process's own write, so it is read.
+        self._wrote: set[tuple[str, str]] = set()
 
     def forget(self, namespace: str, name: str) -> None:
         """The SiloInstall is gone: its lock and copy go too (a map that only grows is a leak at fleet size)."""
         self._written.pop((namespace, name), None)
+        self._wrote.discard((namespace, name))
         lock = self._locks.get((namespace, name))
         if lock is not None and not lock.locked():
             del self._locks[(namespace, name)]
 
     def _remember(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+        self._wrote.add(key)
         self._written[key] = body
         self._written.move_to_end(key)
         while len(self._written) > WRITTEN_COPIES:
             self._written.popitem(last=False)
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as this store last wrote it, if it still holds that copy."""
+        return self._written.get((namespace, name))
 
     async def current(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as this store last wrote it (it is the one writer of install status), else as the API has
@@ -76,12 +87,16 @@ class InstallStore:
                      seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
         """Returns the stored status, or None when nothing changed (no write) or the object is gone.
         `seen` is a recent copy of the object (kopf's body): when the transform changes nothing on it,
-        no read is made at all, which is what keeps a timer over a thousand installs cheap."""
+        no read is made at all, which is what keeps a timer over a thousand installs cheap; for an install this
+        process has not written yet, it is where the change starts (no GET at a cold start). A copy that is
+        stale after all (another manager wrote status) is a 409 and a fresh read."""
         key = (namespace, name)
         async with self._locks.setdefault(key, asyncio.Lock()):
             if seen is not None and await _next_status(seen, transform, conditions) is None:
                 return None
             body = self._written.pop(key, None)
+            if body is None and seen is not None and key not in self._wrote:
+                body = copy.deepcopy(seen)
             force = False
             for _ in range(5):
                 if body is None:

@@ -56,7 +56,7 @@ async def install_changed(body: kopf.Body, namespace: str, name: str, memo: kopf
     try:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
         async with reconciling("SiloInstall"):
-            await runtime(memo).installs.advance(namespace, name, hub)
+            await runtime(memo).installs.advance(namespace, name, hub, dict(body))
     except NotReady as exc:
         await runtime(memo).installs.hold(namespace, name, exc, dict(body))
         raise kopf.TemporaryError(str(exc), delay=5) from exc

@@ -241,6 +241,17 @@ def scrub_request(status: SiloInstallStatus) -> ScrubRequest:
 HEARTBEAT_FRESH_SECONDS = 60.0
 
 
+def agent_seen(heartbeat_age: float | None, status: SiloInstallStatus, now: datetime) -> bool | None:
+    """Whether the silo's agent is alive for the AgentConnected condition; None (no condition written yet) while
+    no heartbeat has been seen and the attempt is younger than a heartbeat period: at a cold start every
+    install otherwise went AgentConnected False and then True seconds later, two status writes for nothing."""
+    if heartbeat_age is not None:
+        return heartbeat_age < HEARTBEAT_FRESH_SECONDS
+    if status.requested_at is None or (now - status.requested_at).total_seconds() < HEARTBEAT_FRESH_SECONDS:
+        return None
+    return False
+
+
 def install_conditions(status: SiloInstallStatus, agent_seen: bool | None, heartbeat_age: float | None,
                        blocked: NotReady | None = None) -> list[Cond]:
     """Every condition of a SiloInstall; InstallStore is their one writer. `blocked` says why an active
