@@ -438,3 +438,41 @@ async def test_a_first_change_starts_from_kopfs_copy_without_a_read(monkeypatch:
     store._remember((NAMESPACE, "a"), api.objects["a"])  # evicts every copy: WRITTEN_COPIES is 0
     await store.update(NAMESPACE, "a", to_succeeded, seen=kopfs_copy)  # kopf's copy predates the write
     assert (api.reads, api.writes, api.phase("a")) == (1, 2, "Succeeded")
+
+
+async def test_one_loop_per_hub_ticks_its_installs_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's ticker replaces a kopf timer per install (each put a kopf finalizer on its install, and adding
+    it collided with the install's first status writes). Every due install is ticked each round, a silo without
+    a SiloLeaf is said so, an install being deleted is left alone, and the loop ends with its hub's daemon."""
+    monkeypatch.setattr("fleetlattice.apply.install.TICK_SECONDS", 0.05)
+    api = StatusApi()
+    for name in ("a", "orphan", "going"):
+        api.add(name, f"silo-{name}")
+    api.objects["going"]["metadata"]["deletionTimestamp"] = "2026-12-04T12:00:00Z"
+    installs = InstallRequests(api, UnreachableHubs(), InstallStore(api), SiloHeartbeats())  # type: ignore[arg-type]
+    stopped = Stopped()
+    rounds = 0
+
+    def due() -> list[tuple[dict[str, Any], str | None]]:
+        nonlocal rounds
+        rounds += 1
+        return [(copy.deepcopy(api.objects["a"]), HUB.name), (copy.deepcopy(api.objects["orphan"]), None),
+                (copy.deepcopy(api.objects["going"]), HUB.name)]
+
+    loop = asyncio.create_task(installs.tick_all(HUB, due, stopped))
+
+    async def three_rounds() -> bool:
+        return rounds >= 3
+
+    await eventually("three rounds", three_rounds, 10)
+    stopped.event.set()
+    await asyncio.wait_for(loop, 5)
+
+    def ready(name: str) -> tuple[str, str]:
+        cond = next(c for c in api.objects[name]["status"]["conditions"] if c["type"] == "Ready")
+        return cond["status"], cond["reason"]
+
+    assert ready("a") == ("False", "HubUnavailable")
+    assert ready("orphan") == ("False", "SiloUnknown")
+    assert "conditions" not in api.objects["going"]["status"]
+    assert api.writes == 2, "a tick that changes nothing must write nothing"

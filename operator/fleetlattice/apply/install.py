@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import nats.errors
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 # After it, the next one checks again, which re-creates a durable lost with the stream (a hub without
 # persistent storage restarted).
 ENLISTED_SECONDS = 300.0
+# Every active install of a hub is looked at this often (deadlines, retries, AgentConnected, publishes due).
+TICK_SECONDS = 5.0
+# Installs looked at together in one round; the rest wait for a slot.
+TICK_CONCURRENCY = 32
 # JetStream API calls in flight per process for durables: a cold start of a thousand silos asking at once
 # made the hub's API answer after JS_TIMEOUT.
 CONSUMER_CALLS = 16
@@ -119,6 +124,33 @@ class InstallRequests:
                                 lambda s: install_conditions(s, agent_seen(age, s, utcnow()), age, blocked), seen)
         if blocked is None:
             await self.advance(namespace, name, hub, seen)
+
+    async def tick_all(self, hub: HubRef, due: Callable[[], Iterable[tuple[dict[str, Any], str | None]]],
+                       stopped: Any) -> None:
+        """Tick every SiloInstall of one hub every TICK_SECONDS until `stopped` (kopf's daemon flag). One loop per
+        hub, not a kopf timer per install: kopf puts a finalizer on every object with a timer, and at a thousand
+        installs adding it collided with the first status writes (three refused patches per install) and kept a
+        task per install. `due()` gives kopf's copy of each install with its silo's hub (None: no SiloLeaf)."""
+        slots = asyncio.Semaphore(TICK_CONCURRENCY)
+
+        async def one(body: dict[str, Any], silo_hub: str | None) -> None:
+            meta = body["metadata"]
+            async with slots:
+                try:
+                    if silo_hub is None:
+                        raise NotReady("SiloUnknown", f"no SiloLeaf for silo {body['spec'].get('silo')} in namespace "
+                                                      f"{meta['namespace']}")
+                    await self.tick(meta["namespace"], meta["name"], silo_hub, body["spec"]["silo"], body)
+                except NotReady as exc:
+                    await self.hold(meta["namespace"], meta["name"], exc, body)
+                except Exception as exc:  # one install's trouble must not stop the others' ticks
+                    log.warning("SiloInstall %s/%s: tick failed: %s", meta["namespace"], meta["name"], exc)
+
+        while not stopped:
+            started = time.monotonic()
+            await asyncio.gather(*(one(body, silo_hub) for body, silo_hub in due()
+                                   if not body["metadata"].get("deletionTimestamp")))
+            await stopped.wait(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
 
     async def enlist_silo(self, namespace: str, hub: str, silo: str) -> None:
         """The silo agent's durable as soon as the silo has its SiloLeaf, not only with its first SiloInstall:

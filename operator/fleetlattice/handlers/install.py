@@ -1,8 +1,11 @@
-"""SiloInstall handlers: indexes for routing, requests on change, a timer for deadlines and
-heartbeats, scrub on delete, and one install-bus consumer daemon per FleetHub."""
+"""SiloInstall handlers: indexes for routing, requests on change, scrub on delete, and per FleetHub one daemon
+that consumes the agents' reports and ticks the hub's installs (deadlines, retries, heartbeats)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 from typing import Any
 
 import kopf
@@ -36,16 +39,48 @@ def installs_by_request(namespace: str, name: str, spec: kopf.Spec, status: kopf
     return {annotations[BUS_REQUEST_ANNOTATION]: index_entry(namespace, name, spec, status)}
 
 
+TICKED_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "annotations", "deletionTimestamp")
+
+
+@kopf.index(INSTALLS)
+def install_bodies(namespace: str, name: str, body: kopf.Body, **_: Any):
+    """kopf's copy of each SiloInstall, for its hub's ticker (what a kopf timer would have been handed), without
+    managedFields and the like: a thousand of these live in memory."""
+    meta = body["metadata"]
+    return {(namespace, name): copy.deepcopy({
+        "apiVersion": body["apiVersion"], "kind": body["kind"],
+        "metadata": {key: meta[key] for key in TICKED_METADATA if key in meta},
+        "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
+    })}
+
+
 @kopf.index(LEAVES)
 def hub_by_silo(namespace: str, spec: kopf.Spec, **_: Any):
     return {(namespace, spec.get("silo")): spec.get("hub")}
 
 
-def _hub_of(namespace: str, silo: str, hub_by_silo: kopf.Index) -> str:
+def _silo_hub(namespace: str, silo: str, hub_by_silo: kopf.Index) -> str | None:
     hubs = sorted(hub_by_silo.get((namespace, silo), ()))
-    if not hubs:
+    return hubs[0] if hubs else None
+
+
+def _hub_of(namespace: str, silo: str, hub_by_silo: kopf.Index) -> str:
+    hub = _silo_hub(namespace, silo, hub_by_silo)
+    if hub is None:
         raise NotReady("SiloUnknown", f"no SiloLeaf for silo {silo} in namespace {namespace}")
-    return hubs[0]
+    return hub
+
+
+def _installs_of(hub: HubRef, install_bodies: kopf.Index, hub_by_silo: kopf.Index):
+    """The SiloInstalls a hub's ticker looks after: those of its namespace whose silo is on it, and those whose
+    silo has no SiloLeaf at all (every hub of the namespace says so; the store writes it once)."""
+    for (namespace, _name), bodies in list(install_bodies.items()):
+        if namespace != hub.namespace:
+            continue
+        for body in bodies:
+            silo_hub = _silo_hub(namespace, body["spec"].get("silo"), hub_by_silo)
+            if silo_hub in (hub.name, None):
+                yield body, silo_hub
 
 
 @kopf.on.resume(INSTALLS)
@@ -60,18 +95,6 @@ async def install_changed(body: kopf.Body, namespace: str, name: str, memo: kopf
     except NotReady as exc:
         await runtime(memo).installs.hold(namespace, name, exc, dict(body))
         raise kopf.TemporaryError(str(exc), delay=5) from exc
-
-
-@kopf.timer(INSTALLS, interval=5.0, initial_delay=2.0)
-async def install_tick(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
-                       hub_by_silo: kopf.Index, **_: Any) -> None:
-    if body["metadata"].get("deletionTimestamp"):
-        return
-    try:
-        hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
-        await runtime(memo).installs.tick(namespace, name, hub, body["spec"]["silo"], dict(body))
-    except NotReady as exc:
-        await runtime(memo).installs.hold(namespace, name, exc, dict(body))
 
 
 @kopf.on.delete(INSTALLS, field="spec.scrubOnDelete", value=True)
@@ -107,9 +130,18 @@ def install_gone(type: str, namespace: str, name: str, memo: kopf.Memo, **_: Any
 @kopf.daemon(HUBS, cancellation_timeout=5.0)
 async def install_bus(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                       installs_by_uid: kopf.Index, installs_by_silo: kopf.Index, installs_by_request: kopf.Index,
-                      **_: Any) -> None:
-    """One consumer of agent reports per hub, for as long as the hub exists."""
+                      install_bodies: kopf.Index, hub_by_silo: kopf.Index, **_: Any) -> None:
+    """Per hub, for as long as it exists: one consumer of agent reports, and one ticker of its installs
+    (deadlines, retries, heartbeats)."""
     rt = runtime(memo)
-    consumer = ReportConsumer(rt.connections, rt.store, rt.heartbeats, HubRef(name, namespace),
+    hub = HubRef(name, namespace)
+    consumer = ReportConsumer(rt.connections, rt.store, rt.heartbeats, hub,
                               installs_by_uid, installs_by_silo, installs_by_request)
-    await consumer.run(stopped)
+    ticker = asyncio.create_task(rt.installs.tick_all(hub, lambda: _installs_of(hub, install_bodies, hub_by_silo),
+                                                      stopped))
+    try:
+        await consumer.run(stopped)
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
