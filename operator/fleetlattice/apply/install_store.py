@@ -40,7 +40,7 @@ class InstallStore:
 
     Written by server-side apply, not by a PUT guarded by resourceVersion: kopf's own patches of the object
     (progress annotations, finalizers) change its resourceVersion, and at a thousand silos most PUTs failed
-    with 409 and cost a GET and a second PUT (bench/findings/install-status-writes.md). The apply is not
+    with 409 and cost a GET and a second PUT (bench/findings/kopf-at-a-thousand-silos.md). The apply is not
     forced: if anyone else changed a status field since this copy (a `kubectl edit --subresource=status`, an
     older release's PUT), the API server answers 409 and the change starts again from a fresh read, forced
     then, as this store owns install status."""
