@@ -37,3 +37,4 @@ async def test_kopf_gets_the_operators_credentials_through_a_bounded_pool(kube_c
         assert 0 < session.connector.limit == KOPF_CONNECTIONS  # type: ignore[union-attr]
     finally:
         await session.close()
+
