@@ -3,6 +3,7 @@ leaves connect, permissions hold, reloads do not restart, drift is repaired, res
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -20,6 +21,7 @@ from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value, service_url
 from fleetlattice.api.defaults import FIELD_MANAGER
+from fleetlattice.render.names import UserRef
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +49,25 @@ def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
     for user in FLEET_USERS:
         wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 180, f"FleetUser {user} Ready")
     wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every silo")
+    # The exact state the permission tests need: the servers have loaded the config with every identity in it, so
+    # no reload is still on its way. Ready conditions alone do not say so: the FleetHub's status is refreshed
+    # every 10 s, and a FleetUser is Ready once its user is in the config written, not in the config loaded (a
+    # late reload dropped a subscription's interest under test_silo_credential_is_scoped_to_its_silo).
+    seeds = [hub.silo_seed(silo) for silo in ("ct-fac", "msclo")] + [
+        secret_value(kubectl, namespace, UserRef(user).credentials_secret, "seed") for user in FLEET_USERS]
+    wait_for(lambda: asyncio.run(_all_sign_in(hub, seeds)), 120, "every example identity signs in at the hub")
     yield hub
     delete_namespace(kubectl, namespace)
+
+
+async def _all_sign_in(hub: Hub, seeds: list[str]) -> bool:
+    for seed in seeds:
+        try:
+            nc = await hub.connect(seed, allow_reconnect=False)
+        except Exception:  # not loaded yet: Authorization Violation
+            return False
+        await nc.close()
+    return True
 
 
 def test_hub_status_reads_the_real_servers(fleet: Hub, kubectl: Kubectl) -> None:
