@@ -73,7 +73,8 @@ class InstallRequests:
     async def advance(self, namespace: str, name: str, hub: str,
                       seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
         """Reserve a new attempt when one is due (new generation or retry), then publish it. With `seen`
-        (a recent copy, as for the timer), an install with nothing due costs no API call."""
+        (kopf's recent copy, as the change handler and the ticker have it), an install with nothing due costs
+        no API call."""
         js = await jetstream(self.hubs, HubRef(hub, namespace))
 
         async def reserve(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):

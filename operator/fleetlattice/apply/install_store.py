@@ -87,8 +87,8 @@ class InstallStore:
                      seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
         """Returns the stored status, or None when nothing changed (no write) or the object is gone.
         `seen` is a recent copy of the object (kopf's body): when the transform changes nothing on it,
-        no read is made at all, which is what keeps a timer over a thousand installs cheap; for an install this
-        process has not written yet, it is where the change starts (no GET at a cold start). A copy that is
+        no read is made at all, which is what keeps the hub's ticker over a thousand installs cheap; for an install
+        this process has not written yet, it is where the change starts (no GET at a cold start). A copy that is
         stale after all (another manager wrote status) is a 409 and a fresh read."""
         key = (namespace, name)
         async with self._locks.setdefault(key, asyncio.Lock()):
