@@ -11,8 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import nats
-import nats.errors
 from kubernetes import client
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
@@ -21,6 +19,7 @@ from fleetlattice.agent.consumer import bind, messages
 from fleetlattice.agent.reports import Reporter
 from fleetlattice.api.bus import inbox_prefix, install_subject
 from fleetlattice.api.messages import InstallDone, InstallProgress, InstallRequest
+from fleetlattice.clients import nats_connection
 from fleetlattice.logic.credentials import SEED_KEY
 from fleetlattice.render.names import SiloRef
 
@@ -78,10 +77,10 @@ class Fleet:
             """Quiet: a credential is refused until the hub has loaded it, and the caller retries."""
 
         # max_reconnect_attempts=-1 also retries the first connect until the hub accepts the credential.
-        nc = await nats.connect(self.url, nkeys_seed_str=seed, name=f"bench-agent/{silo}",
-                                inbox_prefix=inbox_prefix(silo).encode(), connect_timeout=10,
-                                max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                disconnected_cb=disconnected, error_cb=refused)
+        nc = await nats_connection.connect(servers=self.url, nkeys_seed_str=seed, name=f"bench-agent/{silo}",
+                                           inbox_prefix=inbox_prefix(silo).encode(), connect_timeout=10,
+                                           max_reconnect_attempts=-1, reconnect_time_wait=1,
+                                           disconnected_cb=disconnected, error_cb=refused)
         agent = SiloAgent(silo, nc, nc.jetstream())
         agent_ref.append(agent)
         self.agents[silo] = agent

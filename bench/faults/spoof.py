@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 
 from fleet import service_url
 from fleetlattice.api.bus import JS_DOMAIN, STATE_BUCKET, agent_state_key, event_subject, inbox_prefix, install_subject
+from fleetlattice.clients import nats_connection
 from fleetlattice.render.names import SiloRef
 
 from .counting import FaultRow
@@ -49,9 +50,9 @@ class Spoofing:
         async def on_error(error: Exception) -> None:
             self.errors.append(str(error))
 
-        return await nats.connect(url, nkeys_seed_str=seed, connect_timeout=5, allow_reconnect=False,
-                                  inbox_prefix=inbox_prefix(silo).encode() if silo else b"_INBOX",
-                                  error_cb=on_error)
+        return await nats_connection.connect(servers=url, nkeys_seed_str=seed, connect_timeout=5, allow_reconnect=False,
+                                             inbox_prefix=inbox_prefix(silo).encode() if silo else b"_INBOX",
+                                             error_cb=on_error)
 
     async def _denied(self, before: int) -> bool:
         """The server's -ERR reaches the error callback asynchronously: wait a bounded time for it."""

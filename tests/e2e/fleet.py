@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats
 from kubehelpers import Kubectl
 from localcluster import free_port, wait_for
 from nats.aio.client import Client as NATS
 
 from fleetlattice.api.defaults import MONITOR_PORT
+from fleetlattice.clients import nats_connection
 from fleetlattice.render.names import HubRef
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,8 +219,8 @@ class Hub:
         return secret_value(self.kubectl, self.namespace, f"siloleaf-{silo}-local", "seed")
 
     async def connect(self, seed: str, **options: Any) -> NATS:
-        return await nats.connect(self.url, nkeys_seed_str=seed, connect_timeout=5, max_reconnect_attempts=2,
-                                  **options)
+        return await nats_connection.connect(servers=self.url, nkeys_seed_str=seed, connect_timeout=5,
+                                             max_reconnect_attempts=2, **options)
 
     async def connect_operator(self) -> NATS:
         return await self.connect(self.operator_seed())

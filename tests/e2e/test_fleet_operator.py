@@ -21,6 +21,7 @@ from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from argocd import argocd_health
 from fleet import EXAMPLES, Hub, condition, get, is_ready, pod_identities, secret_value, service_url
 from fleetlattice.api.defaults import FIELD_MANAGER
+from fleetlattice.clients import nats_connection
 from fleetlattice.render.names import UserRef
 
 pytestmark = pytest.mark.e2e
@@ -145,9 +146,9 @@ async def test_in_cluster_leaf_admits_only_the_silos_local_nkey(fleet: Hub, kube
     for seed in (None, fleet.silo_seed("ct-fac"), fleet.local_seed("msclo")):
         options = {"nkeys_seed_str": seed} if seed else {}
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-            await nats.connect(url, allow_reconnect=False, connect_timeout=15, **options)
-    nc = await nats.connect(url, nkeys_seed_str=fleet.local_seed("ct-fac"), connect_timeout=15,
-                            inbox_prefix=b"_INBOX_ct-fac")
+            await nats_connection.connect(servers=url, allow_reconnect=False, connect_timeout=15, **options)
+    nc = await nats_connection.connect(servers=url, nkeys_seed_str=fleet.local_seed("ct-fac"), connect_timeout=15,
+                                       inbox_prefix=b"_INBOX_ct-fac")
     try:
         await nc.flush(timeout=5)
         assert nc.is_connected
@@ -212,8 +213,9 @@ async def test_a_silo_writes_only_its_declared_state_keys_and_no_oversized_messa
 
     mark = uuid.uuid4().hex.encode()
     observer = await fleet.connect_operator()
-    leaf = await nats.connect(service_url(kubectl, fleet.namespace, "ct-fac-leaf"), connect_timeout=15,
-                              nkeys_seed_str=fleet.local_seed("ct-fac"), inbox_prefix=b"_INBOX_ct-fac")
+    leaf = await nats_connection.connect(servers=service_url(kubectl, fleet.namespace, "ct-fac-leaf"),
+                                         connect_timeout=15, nkeys_seed_str=fleet.local_seed("ct-fac"),
+                                         inbox_prefix=b"_INBOX_ct-fac")
     silo = await fleet.connect(fleet.silo_seed("ct-fac"), error_cb=on_error, inbox_prefix=b"_INBOX_ct-fac")
     try:
         kv = await observer.jetstream().key_value("FLEET_STATE")
@@ -508,8 +510,8 @@ async def test_the_seeds_leaf_names_work_verbatim(fleet: Hub, kubectl: Kubectl) 
 
         operator = await fleet.connect_operator()
         seed = secret_value(kubectl, silo_ns, "siloleaf-epsilon-local", "seed")
-        app = await nats.connect(service_url(kubectl, silo_ns, "nats-leaf"), nkeys_seed_str=seed, connect_timeout=15,
-                                 allow_reconnect=False)
+        app = await nats_connection.connect(servers=service_url(kubectl, silo_ns, "nats-leaf"), nkeys_seed_str=seed,
+                                            connect_timeout=15, allow_reconnect=False)
         try:
             boot = await operator.subscribe("fleet.events.epsilon.boot")
             await operator.flush()

@@ -20,6 +20,7 @@ from localcluster import async_wait_for, wait_for
 from nats.aio.client import Client as NATS
 
 from fleet import EXAMPLES, Hub, get, is_ready, pod_identities, secret_value
+from fleetlattice.clients import nats_connection
 
 pytestmark = pytest.mark.e2e
 
@@ -148,8 +149,9 @@ def _cli_context(fleet: Hub, kubeconfig: Path, directory: Path, user: str) -> tu
 async def test_the_cli_context_signs_in_as_the_user(fleet: Hub, kubeconfig: Path, tmp_path: Path) -> None:
     context, seed = _cli_context(fleet, kubeconfig, tmp_path, "eose-observer")
     assert context["url"] == fleet.url
-    nc = await nats.connect(context["url"], nkeys_seed_str=seed, inbox_prefix=context["inbox_prefix"].encode(),
-                            connect_timeout=5, allow_reconnect=False)
+    nc = await nats_connection.connect(servers=context["url"], nkeys_seed_str=seed,
+                                       inbox_prefix=context["inbox_prefix"].encode(), connect_timeout=5,
+                                       allow_reconnect=False)
     try:
         assert (await nc.jetstream(timeout=WAIT).stream_info("KV_FLEET_STATE")).config.name == "KV_FLEET_STATE"
     finally:
@@ -163,7 +165,8 @@ async def test_a_deleted_user_is_signed_out_by_a_reload(fleet: Hub, kubectl: Kub
 
     async def refused() -> bool:
         try:
-            nc = await nats.connect(fleet.url, nkeys_seed_str=seed, connect_timeout=5, allow_reconnect=False)
+            nc = await nats_connection.connect(servers=fleet.url, nkeys_seed_str=seed, connect_timeout=5,
+                                               allow_reconnect=False)
         except nats.errors.Error as exc:
             return "Authorization Violation" in str(exc)
         await nc.close()

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import nkeys
 from nats.aio.client import Client
 
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.clients import nats_connection
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.hub_conf import HubUsers, SiloUser, render_hub_conf
 from fleetlattice.render.layout import LEAF_CONF_KEY, ServerPaths
@@ -82,7 +82,7 @@ class LocalHub:
 
     async def connect_as(self, user: str, **options: Any) -> Client:
         """A client of the hub signed in as `user` (its fixed NKey)."""
-        return await nats.connect(self.client_url, nkeys_seed_str=credential(user).seed, **options)
+        return await nats_connection.connect(servers=self.client_url, nkeys_seed_str=credential(user).seed, **options)
 
     def rewrite(self, users: HubUsers) -> None:
         """Re-render the config with other users, as the apply layer does before the reloader's SIGHUP."""

@@ -21,6 +21,7 @@ from nats.js.errors import APIError
 from fleetlattice.api.bus import user_inbox_prefix
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.fleetuser import FleetUserSpec
+from fleetlattice.clients import nats_connection
 from fleetlattice.render.hub_conf import FleetUserConf, HubUsers
 from fleetlattice.render.stream import render_stream_config
 from fleetlattice.render.user_permissions import SILO_ONLY_SUBJECTS, user_permissions
@@ -106,8 +107,8 @@ class Fleet:
             await queue.put(error)
 
         inbox = user_inbox_prefix(user) if user in USERS else "_INBOX"
-        client = await nats.connect(self.url, nkeys_seed_str=credential(user).seed, inbox_prefix=inbox.encode(),
-                                    error_cb=on_error, allow_reconnect=False)
+        client = await nats_connection.connect(servers=self.url, nkeys_seed_str=credential(user).seed,
+                                               inbox_prefix=inbox.encode(), error_cb=on_error, allow_reconnect=False)
         self.clients.append(client)
         return client
 
@@ -225,8 +226,8 @@ async def test_the_ingest_user_pulls_and_acks_its_durable_and_nothing_else(fleet
 async def test_a_user_added_by_reload_signs_in(nats_server: Path, tmp_path: Path) -> None:
     async with running_hub(nats_server, tmp_path, fleet_users()) as hub:
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-            await nats.connect(hub.client_url, nkeys_seed_str=credential("eose-observer").seed,
-                               allow_reconnect=False)
+            await nats_connection.connect(servers=hub.client_url, nkeys_seed_str=credential("eose-observer").seed,
+                                          allow_reconnect=False)
         loaded_before = (await hub.server.monitor("varz"))["config_load_time"]
         hub.rewrite(fleet_users("eose-observer"))
         hub.server.reload()
@@ -235,8 +236,8 @@ async def test_a_user_added_by_reload_signs_in(nats_server: Path, tmp_path: Path
             return (await hub.server.monitor("varz"))["config_load_time"] != loaded_before
 
         await eventually("the hub to reload", reloaded)
-        client = await nats.connect(hub.client_url, nkeys_seed_str=credential("eose-observer").seed,
-                                    allow_reconnect=False)
+        client = await nats_connection.connect(servers=hub.client_url, nkeys_seed_str=credential("eose-observer").seed,
+                                               allow_reconnect=False)
         await client.close()
 
 

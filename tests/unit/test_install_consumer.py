@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from kubernetes.client.exceptions import ApiException
 from nats.aio.client import Client
@@ -41,6 +40,7 @@ from fleetlattice.api.bus import (
 from fleetlattice.apply.install import InstallRequests
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.apply.install_store import InstallStore
+from fleetlattice.clients import nats_connection
 from fleetlattice.clients.hub_connections import HubNotReachable
 from fleetlattice.clients.metrics import BUS_MESSAGES
 from fleetlattice.logic.heartbeats import SiloHeartbeats
@@ -177,7 +177,7 @@ async def fleet(nats_server: Path, tmp_path: Path) -> AsyncIterator[Fleet]:
     config = tmp_path / "hub.conf"
     config.write_text(f'port: {port}\nhttp_port: {monitoring}\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
     async with running_server(nats_server, config, monitoring) as server:
-        nc = await nats.connect(f"nats://127.0.0.1:{port}", name="fleet-lattice-operator/test")
+        nc = await nats_connection.connect(servers=f"nats://127.0.0.1:{port}", name="fleet-lattice-operator/test")
         try:
             yield Fleet(server, nc, StatusApi())
         finally:

@@ -27,6 +27,7 @@ from nats.js.errors import ServiceUnavailableError
 from fleetlattice.api.bus import JS_DOMAIN, agent_durable, inbox_prefix
 from fleetlattice.api.fleetstream import FleetStreamSpec
 from fleetlattice.api.siloleaf import ExtraPermissions
+from fleetlattice.clients import nats_connection
 from fleetlattice.render.hub_conf import HubUsers
 from fleetlattice.render.stream import render_consumer_configs, render_stream_config
 from nats_processes import NatsProcess, eventually, leaf_interest
@@ -45,7 +46,7 @@ class Lattice:
     clients: list[Client] = field(default_factory=list)
 
     async def _connect(self, url: str, user: str, **options: Any) -> Client:
-        client = await nats.connect(url, inbox_prefix=_inbox(user), **options)
+        client = await nats_connection.connect(servers=url, inbox_prefix=_inbox(user), **options)
         self.clients.append(client)
         return client
 
@@ -148,8 +149,8 @@ async def test_the_leaf_admits_only_the_silos_local_nkey(lattice: Lattice, seed:
     options = {"hub": {"nkeys_seed_str": credential(SILO).seed},
                "other-local": {"nkeys_seed_str": local_credential(OTHER).seed}}.get(seed or "", {})
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(f"nats://127.0.0.1:{lattice.leaf_client_port}", allow_reconnect=False,
-                           connect_timeout=10, **options)
+        await nats_connection.connect(servers=f"nats://127.0.0.1:{lattice.leaf_client_port}", allow_reconnect=False,
+                                      connect_timeout=10, **options)
     assert (await lattice.silo_client()).is_connected
 
 

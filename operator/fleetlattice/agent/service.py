@@ -27,6 +27,7 @@ from fleetlattice.agent.plan import InstallPlan
 from fleetlattice.agent.worker import Worker
 from fleetlattice.api.bus import JS_DOMAIN, inbox_prefix
 from fleetlattice.api.messages import SiloState
+from fleetlattice.clients import nats_connection
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,13 @@ def make_plan(config: AgentConfig) -> InstallPlan:
 class _ConnectionLog:
     """nats-py's callbacks, logged once per outage rather than once per retry (every second)."""
 
-    def __init__(self, nc: Client, url: str) -> None:
-        self.nc, self.url = nc, url
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.nc: Client | None = None  # once connected: a connect attempt closed again is no lost connection
         self.failing = False
 
     async def disconnected(self) -> None:
-        if not self.nc.is_closed:  # closing on purpose (drain at shutdown) is no loss
+        if self.nc is not None and not self.nc.is_closed:  # closing on purpose (drain at shutdown) is no loss
             log.warning("connection to the leaf lost, reconnecting")
 
     async def reconnected(self) -> None:
@@ -86,10 +88,9 @@ class _ConnectionLog:
 
 async def connect(config: AgentConfig) -> Client:
     """Connect to the leaf, retrying until it is up (it may start after the agent), reconnecting forever."""
-    nc = Client()
-    connection_log = _ConnectionLog(nc, config.nats_url)
+    connection_log = _ConnectionLog(config.nats_url)
     # max_reconnect_attempts=-1 makes nats-py retry the first connect forever too, not only reconnects.
-    await nc.connect(
+    nc = await nats_connection.connect(
         servers=[config.nats_url],
         name=f"fleetlattice-agent/{config.silo}",
         inbox_prefix=inbox_prefix(config.silo).encode(),
@@ -101,7 +102,7 @@ async def connect(config: AgentConfig) -> Client:
         reconnected_cb=connection_log.reconnected,
         error_cb=connection_log.error,
     )
-    connection_log.failing = False
+    connection_log.nc, connection_log.failing = nc, False
     return nc
 
 

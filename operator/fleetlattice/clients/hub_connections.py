@@ -16,6 +16,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from fleetlattice.clients import nats_connection
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.metrics import HUB_CONNECTED
 from fleetlattice.logic.credentials import Credential
@@ -110,7 +111,7 @@ class HubConnections:
 
         try:
             # nats-py retries an initial connect as often as a reconnect (forever here): bound it.
-            nc = await asyncio.wait_for(nats.connect(
+            nc = await asyncio.wait_for(nats_connection.connect(
                 servers=[url],
                 nkeys_seed_str=cred.seed,
                 name=f"fleet-lattice-operator/{hub.namespace}/{hub.name}",
