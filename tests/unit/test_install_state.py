@@ -205,6 +205,25 @@ def test_notices_tell_the_request_the_start_and_the_end_once() -> None:
     assert (notice.type, notice.reason, notice.message) == ("Warning", "Failed", "image missing")
 
 
+def test_a_start_and_its_end_stored_in_one_write_tell_both() -> None:
+    """The bus applies a silo's reports in batches: under load the first progress and the done are one status
+    write, and `kubectl describe` lacked the Started Event (an e2e failure)."""
+    start = begin_attempt(SiloInstallStatus(), SPEC, UID, 1, T0)
+    published = mark_published(start, start.request_id)
+    assert published is not None
+    status = published
+    for report, fields in [("progress", {"step": "render", "index": 1, "total": 3}),
+                           ("progress", {"step": "apply", "index": 2, "total": 3}),
+                           ("done", {"pods": 6})]:
+        status = apply_report(status, SPEC, report, {"requestId": start.request_id, **fields}, T0).status
+        assert status is not None
+    notices = transition_notices(published, status)
+    assert [(n.reason, n.message) for n in notices][:1] == [("Started", "the silo's agent reports render")]
+    assert [n.reason for n in notices] == ["Started", "Succeeded"]
+    assert [n.reason for n in transition_notices(published, apply_report(
+        published, SPEC, "done", {"requestId": start.request_id, "pods": 6}, T0).status)] == ["Succeeded"]
+
+
 def test_agent_connected_is_not_claimed_false_before_a_heartbeat_could_have_come() -> None:
     """At a cold start every install was written AgentConnected=False on its first tick and True seconds later:
     two status writes per install for nothing. No heartbeat yet and a young attempt: no condition written."""

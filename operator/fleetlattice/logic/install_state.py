@@ -299,8 +299,12 @@ def transition_notices(old: SiloInstallStatus, new: SiloInstallStatus) -> list[N
     notices: list[Notice] = []
     if new.request_id and new.request_id != old.request_id:
         notices.append(Notice("Normal", "Requested", f"attempt {new.attempt}: requestId {new.request_id}"))
-    if new.phase == "InProgress" and old.phase != "InProgress" and new.progress:
-        notices.append(Notice("Normal", "Started", f"the silo's agent reports {new.progress.step}"))
+    # The attempt's first progress, whatever else the same write stored: under load a batch of reports takes an
+    # install from Requested to Succeeded in one write, and the story must not depend on batch boundaries.
+    if new.progress is not None and old.progress is None:
+        first = next((h.step for h in new.history if h.attempt == new.attempt and h.kind == "progress" and h.step),
+                     new.progress.step)
+        notices.append(Notice("Normal", "Started", f"the silo's agent reports {first}"))
     if new.phase != old.phase and new.phase in FINAL_PHASES:
         if new.phase == "Succeeded":
             result = new.result
