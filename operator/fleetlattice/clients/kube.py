@@ -63,6 +63,7 @@ METHOD_VERBS: dict[str, tuple[str | None, frozenset[str]]] = {
     "get": (None, frozenset({"get"})),
     "list": (None, frozenset({"list"})),
     "apply_status": ("status", frozenset({"patch"})),
+    "patch_status": ("status", frozenset({"patch"})),
     "delete": (None, frozenset({"delete"})),
 }
 
@@ -173,6 +174,18 @@ class Kube:
         namespace."""
         try:
             await self._call("DELETE", RESOURCES[kind].path(namespace, name), body={"propagationPolicy": "Background"})
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge-patch .status (what kopf does with a handler's `patch.status`; a None removes a field). False if
+        the object is gone."""
+        try:
+            await self._call("PATCH", RESOURCES[kind].path(namespace, name, "status"), body={"status": status},
+                             content_type="application/merge-patch+json")
         except ApiException as error:
             if error.status == 404:
                 return False
