@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from fleetlattice.api.bus import (
     INSTALL_STREAM,
@@ -185,15 +185,16 @@ async def fleet(nats_server: Path, tmp_path: Path) -> AsyncIterator[Fleet]:
 
 
 @pytest.fixture
-async def consuming(fleet: Fleet) -> AsyncIterator[Callable[[], None]]:
-    """Runs the operator's consumer of the hub; indexes are computed from the API's objects at start."""
+async def consuming(fleet: Fleet) -> AsyncIterator[Callable[..., None]]:
+    """Runs the operator's consumer of the hub (with the operator's status store, if given); indexes are
+    computed from the API's objects at start."""
     stopped = Stopped()
     tasks: list[asyncio.Task[None]] = []
 
-    def start() -> None:
+    def start(store: InstallStore | None = None) -> None:
         by_uid, by_silo = fleet.indexes()
-        consumer = ReportConsumer(Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats(), HUB,  # type: ignore[arg-type]
-                                  by_uid, by_silo, {})
+        consumer = ReportConsumer(Hubs(fleet.nc), store or InstallStore(fleet.api), SiloHeartbeats(),  # type: ignore[arg-type]
+                                  HUB, by_uid, by_silo, {})
         tasks.append(asyncio.create_task(consumer.run(stopped)))
 
     yield start
@@ -260,6 +261,69 @@ async def test_each_later_report_of_an_install_costs_one_request(fleet: Fleet, c
     assert fleet.api.phase("a") == "Succeeded"
     assert fleet.api.reads == 1, f"{fleet.api.reads} reads for 3 reports"
     assert fleet.api.forced == [False] * 3
+
+
+async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:
+    """Reserve-then-publish cost two status writes per attempt (Pending, then Requested). Now the request is on
+    the bus before the one write that stores the attempt Requested, and a publish that fails stores nothing."""
+    api = fleet.api
+    api.add("a", "ct-fac")
+    api.objects["a"]["status"] = {}
+    on_the_bus_at_write: list[bool] = []
+    store_status = api.apply_status
+
+    async def apply_status(obj: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+        try:
+            await fleet.js.get_last_msg(INSTALL_STREAM, install_subject("ct-fac", "request"))
+            on_the_bus_at_write.append(True)
+        except NotFoundError:
+            on_the_bus_at_write.append(False)
+        return await store_status(obj, manager, force=force)
+
+    api.apply_status = apply_status  # type: ignore[method-assign]
+    installs = InstallRequests(api, Hubs(fleet.nc), InstallStore(api), SiloHeartbeats())  # type: ignore[arg-type]
+    await fleet.create_install_stream()
+    await installs.enlist_silo(NAMESPACE, HUB.name, "ct-fac")
+    await fleet.js.delete_stream(INSTALL_STREAM)  # the publish finds no stream to store it
+    with pytest.raises(NoStreamResponseError):
+        await installs.advance(NAMESPACE, "a", HUB.name, copy.deepcopy(api.objects["a"]))
+    assert api.writes == 0, "an attempt was stored that never reached the bus"
+    await fleet.create_install_stream()
+    await installs.advance(NAMESPACE, "a", HUB.name, copy.deepcopy(api.objects["a"]))
+    status = api.objects["a"]["status"]
+    assert (api.writes, status["phase"], status["attempt"]) == (1, "Requested", 1)
+    assert on_the_bus_at_write == [True]
+    sent = await fleet.js.get_last_msg(INSTALL_STREAM, install_subject("ct-fac", "request"))
+    assert json.loads(sent.data)["requestId"] == status["requestId"]
+
+
+async def test_a_report_of_an_attempt_not_stored_yet_waits_for_it(fleet: Fleet, consuming: Callable[..., None]) -> None:
+    """An operator killed between publishing an attempt and storing it: the agent's reports of that attempt come
+    before the restarted operator stores it again (same requestId). They are redelivered until it is, not
+    dropped as late (that left the install Requested until its timeout, and a retry ran the plan twice)."""
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    fleet.api.objects["a"]["status"] = {}
+    store = InstallStore(fleet.api)  # type: ignore[arg-type]
+    consuming(store)
+    await fleet.report("ct-fac", "done", {"requestId": rid, "pods": 1})
+
+    async def redelivered() -> bool:
+        try:
+            return await fleet.deliveries() >= 2
+        except NotFoundError:  # the consumer has not made its durable yet
+            return False
+
+    await eventually("the early report to be delivered again", redelivered)
+    status = fleet.api.objects["a"]["status"]
+    assert (status.get("phase"), status.get("requestId")) == ("Pending", ""), "the early report was applied"
+    installs = InstallRequests(fleet.api, Hubs(fleet.nc), store, SiloHeartbeats())  # type: ignore[arg-type]
+    await installs.advance(NAMESPACE, "a", HUB.name)
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done to be stored once its attempt is", succeeded, 30)
 
 
 async def test_only_a_request_that_is_on_the_bus_is_recorded_as_a_siloinstall(

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fleetlattice.api.bus import request_id
 from fleetlattice.api.siloinstall import HISTORY_LIMIT, SiloInstallSpec, SiloInstallStatus
 from fleetlattice.logic.install_state import (
     adopt,
@@ -83,6 +84,17 @@ def test_reports_after_the_end_are_late() -> None:
     assert done is not None
     again = apply_report(done, SPEC, "progress", {"requestId": status.request_id, "step": "x"}, T0)
     assert (again.outcome, again.status) == ("late", None)
+
+
+def test_report_for_an_attempt_not_stored_yet_is_early() -> None:
+    """Attempts are published just before they are stored: such a report waits, it is not dropped."""
+    status = requested()
+    for generation, attempt in ((1, 2), (2, 1)):
+        newer = apply_report(status, SPEC, "done", {"requestId": request_id(UID, generation, attempt)}, T0)
+        assert (newer.outcome, newer.status) == ("early", None)
+    fresh = apply_report(SiloInstallStatus(), SPEC, "done", {"requestId": status.request_id}, T0)
+    assert fresh.outcome == "early"
+    assert apply_report(status, SPEC, "done", {"requestId": "bus-7"}, T0).outcome == "late"
 
 
 def test_report_for_an_older_attempt_is_late() -> None:

@@ -108,6 +108,14 @@ def request_id(uid: str, generation: int, attempt: int) -> str:
     return f"{uid}-g{generation}-a{attempt}"
 
 
+def attempt_of(rid: str) -> tuple[int, int] | None:
+    """(generation, attempt) of a requestId made by request_id(); None for any other (a scrub's, one by hand)."""
+    generation, _, attempt = rid[UID_LENGTH + 1:].partition("-a")
+    if not (generation.startswith("g") and generation[1:].isdigit() and attempt.isdigit()):
+        return None
+    return int(generation[1:]), int(attempt)
+
+
 def scrub_request_id(uid: str) -> str:
     return f"{uid}-scrub"
 

@@ -26,12 +26,10 @@ from fleetlattice.logic.install_state import (
     begin_scrub,
     check_deadline,
     install_conditions,
-    mark_published,
     needs_new_attempt,
     request_for,
     retry_due,
     scrub_request,
-    unpublished,
 )
 from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
@@ -72,9 +70,9 @@ class InstallRequests:
 
     async def advance(self, namespace: str, name: str, hub: str,
                       seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
-        """Reserve a new attempt when one is due (new generation or retry), then publish it. With `seen`
-        (kopf's recent copy, as the change handler and the ticker have it), an install with nothing due costs
-        no API call."""
+        """Begin a new attempt when one is due (new generation or retry): published, then stored Requested in
+        one status write (InstallStore.update). With `seen` (kopf's recent copy, as the change handler and the
+        ticker have it), an install with nothing due costs no API call."""
         js = await jetstream(self.hubs, HubRef(hub, namespace))
 
         async def reserve(status: SiloInstallStatus, spec: SiloInstallSpec, body: dict[str, Any]):
@@ -86,26 +84,13 @@ class InstallRequests:
                 return begin_attempt(status, spec, body["metadata"]["uid"], generation, utcnow())
             return None
 
-        stored = await self.store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None), seen)
-        latest = self.store.cached(namespace, name) or seen
-        if stored is None and latest is not None and not unpublished(SiloInstallStatus.model_validate(
-                latest.get("status") or {})):
-            return None
-        body = await self.store.current(namespace, name)
-        if body is None:
-            return None
-        status = SiloInstallStatus.model_validate(body.get("status") or {})
-        if not unpublished(status):
-            return stored
-        spec = SiloInstallSpec.model_validate(body["spec"])
-        await self._ensure_agent(js, namespace, hub, spec.silo)
-        await publish(js, install_subject(spec.silo, "request"), request_for(status, spec), status.request_id)
-        log.info("published %s for %s/%s", status.request_id, namespace, name)
+        async def publish_request(status: SiloInstallStatus, spec: SiloInstallSpec) -> None:
+            await self._ensure_agent(js, namespace, hub, spec.silo)
+            await publish(js, install_subject(spec.silo, "request"), request_for(status, spec), status.request_id)
+            log.info("published %s for %s/%s", status.request_id, namespace, name)
 
-        async def published(current: SiloInstallStatus, _spec: SiloInstallSpec, _body: dict[str, Any]):
-            return mark_published(current, status.request_id)
-
-        return await self.store.update(namespace, name, published, lambda s: install_conditions(s, None, None))
+        return await self.store.update(namespace, name, reserve, lambda s: install_conditions(s, None, None), seen,
+                                       publish=publish_request)
 
     async def tick(self, namespace: str, name: str, hub: str, silo: str, seen: dict[str, Any]) -> None:
         """Deadlines, retries and the AgentConnected condition; then publish whatever became due. `seen` is

@@ -200,7 +200,10 @@ class ReportConsumer:
             outcomes[:] = [(kind, "unknown-request", "install deleted") for _m, kind, _p in items]
         for (msg, _kind, _payload), (kind, outcome, detail) in zip(items, outcomes, strict=True):
             self._count(kind, outcome, msg.subject, detail)
-            await msg.ack()
+            if outcome == "early":  # applied once its attempt is stored (InstallRequests.advance)
+                await msg.nak(delay=redelivery_delay(msg))
+            else:
+                await msg.ack()
 
     async def _record_by_hand(self, msg: Any, r: Route) -> None:
         """The agent accepted a request published by hand: record it as a SiloInstall and apply this first

@@ -16,13 +16,15 @@ from fleetlattice.api.siloinstall import FINAL_PHASES, SiloInstallSpec, SiloInst
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.metrics import INSTALL_SECONDS, INSTALL_TRANSITIONS
 from fleetlattice.logic.conditions import Cond, Notice, merge_conditions
-from fleetlattice.logic.install_state import dump, transition_notices
+from fleetlattice.logic.install_state import dump, mark_published, transition_notices, unpublished
 
 # Last-written copies kept, one per install: a fleet's worth.
 WRITTEN_COPIES = 4096
 # The one owner of SiloInstall status (apply of the rest of the object is FIELD_MANAGER's).
 STATUS_MANAGER = f"{FIELD_MANAGER}-install-status"
 Transform = Callable[[SiloInstallStatus, SiloInstallSpec, dict[str, Any]], Awaitable[SiloInstallStatus | None]]
+# Puts an attempt's request on the bus (InstallRequests); raises if JetStream did not store it.
+Publish = Callable[[SiloInstallStatus, SiloInstallSpec], Awaitable[None]]
 # Posts a Kubernetes Event about the object (the handlers' layer supplies kopf's poster); never raises.
 Notify = Callable[[dict[str, Any], Notice], None]
 
@@ -84,15 +86,21 @@ class InstallStore:
 
     async def update(self, namespace: str, name: str, transform: Transform,
                      conditions: Callable[[SiloInstallStatus], list[Cond]] | None = None,
-                     seen: dict[str, Any] | None = None) -> SiloInstallStatus | None:
+                     seen: dict[str, Any] | None = None, publish: Publish | None = None) -> SiloInstallStatus | None:
         """Returns the stored status, or None when nothing changed (no write) or the object is gone.
         `seen` is a recent copy of the object (kopf's body): when the transform changes nothing on it,
         no read is made at all, which is what keeps the hub's ticker over a thousand installs cheap; for an install
         this process has not written yet, it is where the change starts (no GET at a cold start). A copy that is
-        stale after all (another manager wrote status) is a 409 and a fresh read."""
+        stale after all (another manager wrote status) is a 409 and a fresh read.
+
+        With `publish`, an attempt the transform begins (or one an earlier release stored Pending) is published
+        before the write and stored Requested: one status write where reserve-then-publish took two. The lock is
+        held throughout, so the agent's reports of it wait for this write (InstallStore is their way in too);
+        after a crash in between, the same attempt gets the same requestId, which JetStream and the agent's
+        ledger drop as a duplicate, and its reports are early, not late (logic.install_state.apply_report)."""
         key = (namespace, name)
         async with self._locks.setdefault(key, asyncio.Lock()):
-            if seen is not None and await _next_status(seen, transform, conditions) is None:
+            if seen is not None and await _next_status(seen, transform, conditions, publish) is None:
                 return None
             body = self._written.pop(key, None)
             if body is None and seen is not None and key not in self._wrote:
@@ -103,11 +111,13 @@ class InstallStore:
                     body = await self.kube.get("SiloInstall", namespace, name)
                 if body is None:
                     return None
-                change = await _next_status(body, transform, conditions)
+                change = await _next_status(body, transform, conditions, publish)
                 if change is None:
                     self._remember(key, body)
                     return None
-                status, new, body["status"] = change
+                status, new, body["status"], reserved = change
+                if reserved is not None and publish is not None:
+                    await publish(reserved, SiloInstallSpec.model_validate(body["spec"]))
                 try:
                     self._remember(key, await self.kube.apply_status(body, STATUS_MANAGER, force=force))
                 except ApiException as exc:
@@ -123,15 +133,22 @@ class InstallStore:
             raise RuntimeError(f"SiloInstall {namespace}/{name}: status kept changing underneath, giving up")
 
 
+Change = tuple[SiloInstallStatus, SiloInstallStatus, dict[str, Any], SiloInstallStatus | None]
+
+
 async def _next_status(body: dict[str, Any], transform: Transform,
                        conditions: Callable[[SiloInstallStatus], list[Cond]] | None,
-                       ) -> tuple[SiloInstallStatus, SiloInstallStatus, dict[str, Any]] | None:
-    """(old status, new status, new stored status) after `transform`, or None if the stored status stays."""
+                       publish: Publish | None) -> Change | None:
+    """(old status, new status, new stored status, attempt to publish first) after `transform`, or None if the
+    stored status stays."""
     status = SiloInstallStatus.model_validate(body.get("status") or {})
     spec = SiloInstallSpec.model_validate(body["spec"])
     new = await transform(status, spec, body) or status
+    reserved = None
+    if publish is not None and unpublished(new):
+        reserved, new = new, mark_published(new, new.request_id) or new
     old = body.get("status") or {}
     stored = dump(new)
     stored["conditions"] = merge_conditions(old.get("conditions"), conditions(new) if conditions else [],
                                             body["metadata"].get("generation"))
-    return None if stored == old else (status, new, stored)
+    return None if stored == old else (status, new, stored, reserved)

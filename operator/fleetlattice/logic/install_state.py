@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from fleetlattice.api.base import duration_seconds
-from fleetlattice.api.bus import request_id, scrub_request_id
+from fleetlattice.api.bus import attempt_of, request_id, scrub_request_id
 from fleetlattice.api.messages import (
     AGENT_REPORTS,
     InstallDone,
@@ -37,7 +37,7 @@ from fleetlattice.api.siloinstall import (
 from fleetlattice.logic.conditions import Cond, Notice, NotReady
 
 ACTIVE_PHASES = frozenset({"Pending", "Requested", "InProgress"})
-BusOutcome = Literal["applied", "ignored-invalid", "unknown-request", "late"]
+BusOutcome = Literal["applied", "ignored-invalid", "unknown-request", "late", "early"]
 
 
 def _history(status: SiloInstallStatus, entry: HistoryEntry) -> list[HistoryEntry]:
@@ -60,7 +60,7 @@ def needs_new_attempt(status: SiloInstallStatus, generation: int) -> bool:
 def begin_attempt(
     status: SiloInstallStatus, spec: SiloInstallSpec, uid: str, generation: int, now: datetime
 ) -> SiloInstallStatus:
-    """Reserve the next attempt in status (phase Pending); it is published after this is stored."""
+    """The next attempt (phase Pending until InstallStore has published it, Requested as stored)."""
     same_generation = status.observed_generation == generation
     attempt = status.attempt + 1 if same_generation else 1
     rid = request_id(uid, generation, attempt)
@@ -160,11 +160,21 @@ def apply_report(status: SiloInstallStatus, spec: SiloInstallSpec, kind: str, pa
             ),
         )
     if rid and rid != status.request_id:
-        # The router only hands over reports whose requestId belongs to this install.
+        # The router only hands over reports whose requestId belongs to this install. An attempt is published
+        # just before it is stored: a report of one newer than the stored is early (the write is on its way, or
+        # an operator killed in between makes it again, same requestId), never to be dropped as late.
+        if _newer_attempt(rid, status):
+            return Applied("early", detail=f"report for {rid}, whose attempt is not stored yet")
         return Applied("late", detail=f"report for {rid}, current attempt is {status.request_id or 'none'}")
     if status.phase not in ACTIVE_PHASES or not status.request_id or status.next_attempt_at is not None:
         return Applied("late", detail=f"install is {status.phase}")
     return Applied("applied", _transition(status, spec, report, now))
+
+
+def _newer_attempt(rid: str, status: SiloInstallStatus) -> bool:
+    reported = attempt_of(rid)
+    stored = attempt_of(status.request_id) if status.request_id else (0, 0)
+    return reported is not None and stored is not None and reported > stored
 
 
 def _transition(status: SiloInstallStatus, spec: SiloInstallSpec, report: Any, now: datetime) -> SiloInstallStatus:
