@@ -35,6 +35,16 @@ def test_a_changed_status_or_reason_is_one_event_a_new_message_none() -> None:
     assert notice.reason == "LeafNotConnected"
 
 
+def test_a_new_object_starting_up_is_no_event_a_problem_is() -> None:
+    starting = merge_conditions(None, [Cond.false("Connected", "LeafNotConnected", "waiting"),
+                                       Cond.false("Ready", "LeafNotConnected", "waiting")], 1)
+    assert condition_notices(None, starting) == []
+    refused = merge_conditions(None, [Cond.false("Ready", "DuplicateSilo", "silo taken")], 1)
+    assert [(n.type, n.reason) for n in condition_notices(None, refused)] == [("Warning", "DuplicateSilo")]
+    up = merge_conditions(starting, [Cond.true("Connected", "LeafConnected"), Cond.true("Ready", "LeafConnected")], 1)
+    assert [n.reason for n in condition_notices(starting, up)] == ["LeafConnected"]
+
+
 def test_parse_go_nanosecond_times() -> None:
     assert parse_time("2026-11-21T16:58:00.829769536Z") == datetime(2026, 11, 21, 16, 58, 0, 829769, tzinfo=UTC)
     assert parse_time("2026-11-21T16:58:00Z") == datetime(2026, 11, 21, 16, 58, tzinfo=UTC)

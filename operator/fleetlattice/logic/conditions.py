@@ -64,13 +64,21 @@ class Notice(NamedTuple):
     message: str
 
 
+# Reasons that only say an object has not come up yet: as a condition's first state they are where every new
+# object starts, not news (a Warning on each new SiloLeaf was 1,000 Events at a cold start of 1,000 silos). Any
+# later change to one of them, a leaf that drops, is an Event as before.
+STARTING_REASONS = frozenset({"LeafNotConnected", "ServersStarting"})
+
+
 def condition_notices(current: list[dict[str, Any]] | None, desired: list[dict[str, Any]]) -> list[Notice]:
     """One Event per condition whose status or reason changes; a new message alone (an RTT, a count) is
-    not news, nor is a second condition changing for the same reason (Ready follows Connected). A Ready
-    that turns False is a Warning."""
+    not news, nor is a second condition changing for the same reason (Ready follows Connected), nor a new
+    condition that says the object is starting. A Ready that turns False is a Warning."""
     before = {c["type"]: (c.get("status"), c.get("reason")) for c in current or []}
     notices: dict[str, Notice] = {}
     for c in desired:
+        if c["type"] not in before and c["reason"] in STARTING_REASONS:
+            continue
         if before.get(c["type"]) != (c["status"], c["reason"]):
             kind = "Warning" if c["type"] == "Ready" and c["status"] == "False" else "Normal"
             notices.setdefault(c["reason"] or c["type"],
