@@ -37,6 +37,7 @@ from fleetlattice.api.bus import (
     install_subject,
     request_id,
 )
+from fleetlattice.api.messages import SiloState
 from fleetlattice.apply.install import InstallRequests
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.apply.install_store import InstallStore
@@ -191,10 +192,10 @@ async def consuming(fleet: Fleet) -> AsyncIterator[Callable[..., None]]:
     stopped = Stopped()
     tasks: list[asyncio.Task[None]] = []
 
-    def start(store: InstallStore | None = None) -> None:
+    def start(store: InstallStore | None = None, heartbeats: SiloHeartbeats | None = None) -> None:
         by_uid, by_silo = fleet.indexes()
-        consumer = ReportConsumer(Hubs(fleet.nc), store or InstallStore(fleet.api), SiloHeartbeats(),  # type: ignore[arg-type]
-                                  HUB, by_uid, by_silo, {})
+        consumer = ReportConsumer(Hubs(fleet.nc), store or InstallStore(fleet.api),  # type: ignore[arg-type]
+                                  heartbeats or SiloHeartbeats(), HUB, by_uid, by_silo, {})
         tasks.append(asyncio.create_task(consumer.run(stopped)))
 
     yield start
@@ -324,6 +325,24 @@ async def test_a_report_of_an_attempt_not_stored_yet_waits_for_it(fleet: Fleet, 
         return fleet.api.phase("a") == "Succeeded"
 
     await eventually("the done to be stored once its attempt is", succeeded, 30)
+
+
+async def test_a_reports_write_says_the_agent_is_connected(fleet: Fleet, consuming: Callable[..., None]) -> None:
+    """The hub's ticker wrote AgentConnected in a write of its own once the heartbeat came: at a cold start one
+    more status write per install. The report's write carries it (the agent's heartbeat is already in memory)."""
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    heartbeats = SiloHeartbeats()
+    heartbeats.record(NAMESPACE, "ct-fac", SiloState(silo="ct-fac", ts=datetime.now(UTC)))
+    consuming(heartbeats=heartbeats)
+    await fleet.report("ct-fac", "done", {"requestId": rid, "pods": 1})
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done to be stored", succeeded)
+    conditions = {c["type"]: c["status"] for c in fleet.api.objects["a"]["status"]["conditions"]}
+    assert (fleet.api.writes, conditions) == (1, {"Ready": "True", "AgentConnected": "True"})
 
 
 async def test_only_a_request_that_is_on_the_bus_is_recorded_as_a_siloinstall(

@@ -35,7 +35,7 @@ from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.metrics import BUS_MESSAGES
 from fleetlattice.logic.heartbeats import SiloHeartbeats
-from fleetlattice.logic.install_state import adopt, apply_report, install_conditions
+from fleetlattice.logic.install_state import adopt, agent_seen, apply_report, install_conditions
 from fleetlattice.logic.report_routing import InstallKey, Route, by_hand_install, route
 from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
@@ -178,8 +178,12 @@ class ReportConsumer:
                 current = result.status or current
             return current
 
+        # The agent's liveness goes into the same write (as the ticker would compute it): otherwise the hub's next
+        # tick wrote AgentConnected on its own, one more status write per install at a cold start.
+        age = self.heartbeats.age(key.namespace, items[0][0].subject.split(".")[2])
         try:
-            await self.store.update(key.namespace, key.name, transition, lambda s: install_conditions(s, None, None))
+            await self.store.update(key.namespace, key.name, transition,
+                                    lambda s: install_conditions(s, agent_seen(age, s, utcnow()), age))
         except Exception as exc:
             if not is_permanent(exc):
                 log.warning("SiloInstall %s/%s: status not stored (%s); reports will be redelivered",
