@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import kopf
 import pytest
 
 from fleetlattice.handlers import leaf as leaf_handlers
@@ -15,8 +16,15 @@ from fleetlattice.logic.conditions import Cond
 
 
 class Stopped:
+    """kopf's DaemonStopped: truthy once set, with the reason and an awaitable wait(timeout)."""
+
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        self.reason: kopf.DaemonStoppingReason | None = None
+
+    def stop(self, reason: kopf.DaemonStoppingReason) -> None:
+        self.reason = reason
+        self.event.set()
 
     def __bool__(self) -> bool:
         return self.event.is_set()
@@ -87,5 +95,29 @@ async def test_the_hubs_leaves_get_their_status_once_per_change(monkeypatch: pyt
     rt.leaves.connected = True
     await until(lambda: len(rt.kube.patches) == 2)
     assert rt.kube.patches[1][1]["connected"] is True
-    stopped.event.set()
+    stopped.stop(kopf.DaemonStoppingReason.OPERATOR_EXITING)
     await asyncio.wait_for(loop, 5)
+    assert len(rt.kube.patches) == 2, "an operator that stops is no news for the leaves"
+
+
+async def test_the_leaves_of_a_deleted_hub_say_it_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing looks after a hub's leaves once its loop ends with the hub: they would show Ready for a hub that
+    is gone (the kopf timers per leaf it replaced found HubNotFound at their next resync)."""
+    monkeypatch.setattr(leaf_handlers, "STATUS_SECONDS", 0.02)
+    monkeypatch.setattr(leaf_handlers.kopf, "event", lambda *_a, **_k: None)
+    bodies = {"ct-fac": leaf("ct-fac")}
+    rt = Runtime(bodies)
+    rt.leaves.connected = True
+    stopped = Stopped()
+    loop = asyncio.create_task(leaf_handlers.leaf_upkeep(  # type: ignore[arg-type]
+        name="eose-hub", namespace="fleet", memo={"runtime": rt}, stopped=stopped,
+        leaf_bodies={("fleet", "ct-fac"): [bodies["ct-fac"]]}, leaf_claims={}, hub_specs={}))
+    for _ in range(500):
+        if rt.kube.patches:
+            break
+        await asyncio.sleep(0.01)
+    stopped.stop(kopf.DaemonStoppingReason.RESOURCE_DELETED)
+    await asyncio.wait_for(loop, 5)
+    name, status = rt.kube.patches[-1]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (name, status["connected"], ready["status"], ready["reason"]) == ("ct-fac", False, "False", "HubNotFound")

@@ -16,7 +16,7 @@ from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.metrics import reconciling
 from fleetlattice.handlers.common import HUBS, LEAVES, converge, hub_spec, runtime, write_status
 from fleetlattice.logic.claims import oldest_claimant
-from fleetlattice.logic.conditions import Cond
+from fleetlattice.logic.conditions import Cond, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,14 @@ async def leaf_upkeep(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.
     first_seen: dict[str, float] = {}
     resynced: dict[str, float] = {}
 
-    async def one(body: dict[str, Any], now: float) -> None:
+    async def one(body: dict[str, Any], now: float, hub_gone: NotReady | None = None) -> None:
         uid = body["metadata"]["uid"]
         patch = _StatusPatch()
         async with slots:
             try:
-                if now - resynced.get(uid, first_seen.setdefault(uid, now)) >= RESYNC_SECONDS:
+                if hub_gone is not None:
+                    write_status(patch, body, {"connected": False}, [hub_gone.condition()])  # type: ignore[arg-type]
+                elif now - resynced.get(uid, first_seen.setdefault(uid, now)) >= RESYNC_SECONDS:
                     resynced[uid] = now
                     await _reconcile(body, patch, memo, leaf_claims, hub_specs, retry=False)  # type: ignore[arg-type]
                 elif secret := (body.get("status") or {}).get("credentialsSecret"):
@@ -112,16 +114,23 @@ async def leaf_upkeep(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.
                 log.warning("SiloLeaf %s/%s: upkeep failed: %s", body["metadata"]["namespace"],
                             body["metadata"]["name"], exc)
 
+    def mine() -> list[dict[str, Any]]:
+        return [b for (ns, _n), bodies in list(leaf_bodies.items()) if ns == namespace for b in bodies
+                if b["spec"].get("hub") == name and not b["metadata"].get("deletionTimestamp")]
+
     while not stopped:
         started = time.monotonic()
-        mine = [b for (ns, _n), bodies in list(leaf_bodies.items()) if ns == namespace for b in bodies
-                if b["spec"].get("hub") == name and not b["metadata"].get("deletionTimestamp")]
-        live = {b["metadata"]["uid"] for b in mine}
+        leaves = mine()
+        live = {b["metadata"]["uid"] for b in leaves}
         for book in (first_seen, resynced):
             for uid in set(book) - live:
                 del book[uid]
-        await asyncio.gather(*(one(b, started) for b in mine))
+        await asyncio.gather(*(one(b, started) for b in leaves))
         await stopped.wait(max(0.0, STATUS_SECONDS - (time.monotonic() - started)))
+    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+        # No loop looks after these leaves any more: say why, or they would show Ready for a hub that is gone.
+        gone = NotReady("HubNotFound", f"FleetHub {namespace}/{name} does not exist")
+        await asyncio.gather(*(one(b, time.monotonic(), gone) for b in mine()))
 
 
 @kopf.on.event(LEAVES)
