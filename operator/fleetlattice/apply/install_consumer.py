@@ -41,7 +41,11 @@ from fleetlattice.logic.times import utcnow
 from fleetlattice.render.names import HubRef
 
 log = logging.getLogger(__name__)
-FETCH_BATCH = 256
+# Reports taken at once. An install's reports lie far apart in a backlog (a thousand agents report at once), and
+# only those in one batch share a status write: at 256, a 1,000-silo cold start wrote each report on its own.
+# Bounded by what a batch must finish within (OPERATOR_ACK_WAIT_SECONDS, at about 50 status writes a second on
+# a loaded 2-core API server) and by memory (512 x the 64 KiB largest report = 32 MiB).
+FETCH_BATCH = 512
 # A report of a request published by hand waits this long for the SiloInstall recording it to be indexed.
 RECORD_WAIT_SECONDS = 1.0
 RECORD_MEMORY_SECONDS = 300.0
