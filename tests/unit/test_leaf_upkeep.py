@@ -69,25 +69,30 @@ def leaf(name: str, hub: str = "eose-hub", **meta: Any) -> dict[str, Any]:
             "status": {"credentialsSecret": f"siloleaf-{name}-credentials", "observedGeneration": 1}}
 
 
+async def until(check: Any) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 5 s")
+
+
+def upkeep(rt: Runtime, bodies: dict[str, dict[str, Any]], stopped: Stopped) -> asyncio.Task[None]:
+    """The hub eose-hub's loop over `bodies` as kopf's index holds them."""
+    return asyncio.create_task(leaf_handlers.leaf_upkeep(  # type: ignore[arg-type]
+        name="eose-hub", namespace="fleet", memo={"runtime": rt}, stopped=stopped,
+        leaf_bodies={("fleet", n): [b] for n, b in bodies.items()}, leaf_claims={}, hub_specs={}))
+
+
 async def test_the_hubs_leaves_get_their_status_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(leaf_handlers, "STATUS_SECONDS", 0.02)
     monkeypatch.setattr(leaf_handlers, "RESYNC_SECONDS", 3600.0)
     monkeypatch.setattr(leaf_handlers.kopf, "event", lambda *_a, **_k: None)  # no operator to post through here
     bodies = {"ct-fac": leaf("ct-fac"), "msclo": leaf("msclo", hub="other-hub"),
               "gone": leaf("gone", deletionTimestamp="2026-12-04T12:00:00Z")}
-    index = {("fleet", name): [body] for name, body in bodies.items()}
     rt = Runtime(bodies)
     stopped = Stopped()
-    loop = asyncio.create_task(leaf_handlers.leaf_upkeep(  # type: ignore[arg-type]
-        name="eose-hub", namespace="fleet", memo={"runtime": rt}, stopped=stopped, leaf_bodies=index,
-        leaf_claims={}, hub_specs={}))
-
-    async def until(check: Any) -> None:
-        for _ in range(500):
-            if check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("not within 5 s")
+    loop = upkeep(rt, bodies, stopped)
 
     await until(lambda: len(rt.leaves.observed) >= 3)
     assert set(rt.leaves.observed) == {"ct-fac"}, "another hub's leaf or one being deleted was looked at"
@@ -109,13 +114,8 @@ async def test_the_leaves_of_a_deleted_hub_say_it_is_gone(monkeypatch: pytest.Mo
     rt = Runtime(bodies)
     rt.leaves.connected = True
     stopped = Stopped()
-    loop = asyncio.create_task(leaf_handlers.leaf_upkeep(  # type: ignore[arg-type]
-        name="eose-hub", namespace="fleet", memo={"runtime": rt}, stopped=stopped,
-        leaf_bodies={("fleet", "ct-fac"): [bodies["ct-fac"]]}, leaf_claims={}, hub_specs={}))
-    for _ in range(500):
-        if rt.kube.patches:
-            break
-        await asyncio.sleep(0.01)
+    loop = upkeep(rt, bodies, stopped)
+    await until(lambda: rt.kube.patches)
     stopped.stop(kopf.DaemonStoppingReason.RESOURCE_DELETED)
     await asyncio.wait_for(loop, 5)
     name, status = rt.kube.patches[-1]
@@ -145,16 +145,7 @@ async def test_a_slow_resync_holds_up_no_status_and_a_leaf_not_reconciled_yet_is
     del bodies["new"]["status"]["observedGeneration"]  # its create handler has not run yet
     rt = Runtime(bodies)
     stopped = Stopped()
-    loop = asyncio.create_task(leaf_handlers.leaf_upkeep(  # type: ignore[arg-type]
-        name="eose-hub", namespace="fleet", memo={"runtime": rt}, stopped=stopped,
-        leaf_bodies={("fleet", n): [b] for n, b in bodies.items()}, leaf_claims={}, hub_specs={}))
-
-    async def until(check: Any) -> None:
-        for _ in range(500):
-            if check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("not within 5 s")
+    loop = upkeep(rt, bodies, stopped)
 
     await until(lambda: "slow" in reconciled)
     rt.leaves.connected = True
