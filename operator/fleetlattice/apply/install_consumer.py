@@ -155,6 +155,7 @@ class ReportConsumer:
 
     async def process(self, msgs: list[Any]) -> None:
         grouped: dict[InstallKey, list[tuple[Any, str, Any]]] = {}
+        silos: dict[InstallKey, str] = {}  # an install is one silo's
         for msg in msgs:
             r = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo, self.by_request)
             if r.outcome == "adopt":
@@ -168,9 +169,10 @@ class ReportConsumer:
                 await msg.ack()
                 continue
             grouped.setdefault(r.install, []).append((msg, r.kind, r.payload))
-        await asyncio.gather(*(self._apply(key, items) for key, items in grouped.items()))
+            silos[r.install] = r.silo
+        await asyncio.gather(*(self._apply(key, silos[key], items) for key, items in grouped.items()))
 
-    async def _apply(self, key: InstallKey, items: list[tuple[Any, str, Any]]) -> None:
+    async def _apply(self, key: InstallKey, silo: str, items: list[tuple[Any, str, Any]]) -> None:
         outcomes: list[tuple[str, str, str]] = []
 
         async def transition(status: SiloInstallStatus, spec: SiloInstallSpec, _body: dict[str, Any]):
@@ -184,7 +186,7 @@ class ReportConsumer:
 
         # The agent's liveness goes into the same write (as the ticker would compute it): otherwise the hub's next
         # tick wrote AgentConnected on its own, one more status write per install at a cold start.
-        age = self.heartbeats.age(key.namespace, items[0][0].subject.split(".")[2])
+        age = self.heartbeats.age(key.namespace, silo)
         try:
             await self.store.update(key.namespace, key.name, transition,
                                     lambda s: install_conditions(s, agent_seen(age, s, utcnow()), age))
@@ -198,7 +200,7 @@ class ReportConsumer:
             if len(items) > 1:
                 # One report the API server refuses must not take the good ones of its batch with it.
                 for item in items:
-                    await self._apply(key, [item])
+                    await self._apply(key, silo, [item])
                 return
             msg, kind, _payload = items[0]
             self._count(kind, "rejected", msg.subject, f"status write refused for good: {exc}")
@@ -217,7 +219,7 @@ class ReportConsumer:
         """The agent accepted a request published by hand: record it as a SiloInstall and apply this first
         report to it in the same step, so the record starts with what was accepted whatever order the
         later reports (waiting for the SiloInstall to be indexed) come back in."""
-        silo = msg.subject.split(".")[2]
+        silo = r.silo
         rid = r.payload["requestId"]
         try:
             manifest = by_hand_install(self.hub.namespace, silo, rid, AcceptedRequest.model_validate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,17 @@ LEAVES = f"siloleaves.{GROUP}"
 STREAMS = f"fleetstreams.{GROUP}"
 INSTALLS = f"siloinstalls.{GROUP}"
 USERS = f"fleetusers.{GROUP}"
+
+
+def indexed_copy(body: kopf.Body, metadata: tuple[str, ...]) -> dict[str, Any]:
+    """kopf's copy of an object for a per-hub loop's index: spec, status and only the `metadata` keys (no
+    managedFields and the like, as a thousand of these live in memory), detached from kopf's own body."""
+    meta = body["metadata"]
+    return copy.deepcopy({
+        "apiVersion": body["apiVersion"], "kind": body["kind"],
+        "metadata": {key: meta[key] for key in metadata if key in meta},
+        "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
+    })
 
 
 def runtime(memo: kopf.Memo) -> Runtime:

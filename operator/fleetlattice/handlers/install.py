@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from typing import Any
 
 import kopf
@@ -15,7 +14,7 @@ from fleetlattice.api.bus import BUS_REQUEST_ANNOTATION
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import HUBS, INSTALLS, LEAVES, runtime
+from fleetlattice.handlers.common import HUBS, INSTALLS, LEAVES, indexed_copy, runtime
 from fleetlattice.logic.conditions import NotReady
 from fleetlattice.logic.report_routing import index_entry
 from fleetlattice.logic.times import seconds_since
@@ -44,14 +43,8 @@ TICKED_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", 
 
 @kopf.index(INSTALLS)
 def install_bodies(namespace: str, name: str, body: kopf.Body, **_: Any):
-    """kopf's copy of each SiloInstall, for its hub's ticker (what a kopf timer would have been handed), without
-    managedFields and the like: a thousand of these live in memory."""
-    meta = body["metadata"]
-    return {(namespace, name): copy.deepcopy({
-        "apiVersion": body["apiVersion"], "kind": body["kind"],
-        "metadata": {key: meta[key] for key in TICKED_METADATA if key in meta},
-        "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
-    })}
+    """kopf's copy of each SiloInstall, for its hub's ticker (what a kopf timer would have been handed)."""
+    return {(namespace, name): indexed_copy(body, TICKED_METADATA)}
 
 
 @kopf.index(LEAVES)

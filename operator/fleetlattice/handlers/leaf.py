@@ -4,7 +4,6 @@ keeps their status from the hub's /leafz."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 import zlib
@@ -15,7 +14,7 @@ import kopf
 
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.clients.metrics import reconciling
-from fleetlattice.handlers.common import HUBS, LEAVES, converge, hub_spec, runtime, write_status
+from fleetlattice.handlers.common import HUBS, LEAVES, converge, hub_spec, indexed_copy, runtime, write_status
 from fleetlattice.logic.claims import oldest_claimant
 from fleetlattice.logic.conditions import Cond, NotReady
 
@@ -68,13 +67,8 @@ LEAF_METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", 
 
 @kopf.index(LEAVES)
 def leaf_bodies(namespace: str, name: str, body: kopf.Body, **_: object):
-    """kopf's copy of each SiloLeaf (without managedFields and the like), for its hub's upkeep loop."""
-    meta = body["metadata"]
-    return {(namespace, name): copy.deepcopy({
-        "apiVersion": body["apiVersion"], "kind": body["kind"],
-        "metadata": {key: meta[key] for key in LEAF_METADATA if key in meta},
-        "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
-    })}
+    """kopf's copy of each SiloLeaf, for its hub's upkeep loop."""
+    return {(namespace, name): indexed_copy(body, LEAF_METADATA)}
 
 
 @dataclass

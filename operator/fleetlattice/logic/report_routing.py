@@ -47,6 +47,7 @@ class Route:
     install: InstallKey | None = None
     outcome: str = ""  # set when the report cannot be applied: ignored-invalid | unknown-request | adopt
     detail: str = ""
+    silo: str = ""  # the subject's, once it parsed
 
 
 def route(
@@ -77,16 +78,17 @@ def route(
         candidates = by_request.get(rid, ()) if by_hand else by_uid.get(rid[:UID_LENGTH], ())
         owners = [i for i in candidates if i.key.namespace == namespace and i.silo == silo]
         if owners:
-            return Route(kind, payload, owners[0].key)
+            return Route(kind, payload, owners[0].key, silo=silo)
         if by_hand and kind == "progress" and isinstance(payload.get("request"), dict):
-            return Route(kind, payload, outcome="adopt", detail=f"request {rid} published by hand on silo {silo}")
+            return Route(kind, payload, outcome="adopt", detail=f"request {rid} published by hand on silo {silo}",
+                         silo=silo)
         return Route(kind, outcome="unknown-request", detail=f"no install of silo {silo} has requestId {rid}")
     wanted = {"Scrubbing"} if kind == "scrubbed" else {"Pending", "Requested", "InProgress"}
     active = [i for i in by_silo.get((namespace, silo), ()) if i.phase in wanted]
     if not active:
         return Route(kind, outcome="unknown-request", detail=f"silo {silo} has no active install")
     # Seed-style reports carry no requestId: the most recently requested install is the active one.
-    return Route(kind, payload, max(active, key=lambda i: i.requested_at).key)
+    return Route(kind, payload, max(active, key=lambda i: i.requested_at).key, silo=silo)
 
 
 def index_entry(namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> IndexedInstall:
