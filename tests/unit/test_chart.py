@@ -249,7 +249,7 @@ def test_rbac_check_fails_on_a_missing_or_an_unused_grant(render: Callable[[str]
 def test_rbac_derivation_sees_the_calls() -> None:
     """The derivation reads the call sites it should: a sample of known calls, each with its verbs."""
     used = rbac_usage.namespaced_grants()
-    for grant in [("", "secrets", "list", None),  # apply/hub.py silo_users
+    for grant in [("", "secrets", "list", None),  # apply/credentials.py, one LIST per namespace
                   ("", "pods", "patch", None),  # the config-hash annotation
                   ("apps", "deployments", "create", None),  # the rendered leaf
                   ("fleet.lattice.dev", "siloinstalls/status", "patch", None),  # the install status store

@@ -264,6 +264,40 @@ async def test_each_later_report_of_an_install_costs_one_request(fleet: Fleet, c
     assert fleet.api.forced == [False] * 3
 
 
+async def test_progress_waits_for_the_next_reports_and_a_done_writes_them_at_once(
+        fleet: Fleet, consuming: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's quick steps were one status write per report (4.9 writes per install at a 1,000-silo cold start).
+    Progress now waits up to REPORT_HOLD_SECONDS for the install's next reports, across fetches; a final report
+    writes everything waiting at once. (The hold is made long here so the test cannot depend on timing.)"""
+    monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_SECONDS", 60.0)
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    consuming()
+    for index in (1, 2):
+        await fleet.report("ct-fac", "progress", {"requestId": rid, "step": f"s{index}", "index": index, "total": 3})
+
+        async def delivered(n: int = index) -> bool:
+            with contextlib.suppress(NotFoundError):  # the consumer's durable is not made yet
+                return await fleet.deliveries() == n  # taken by the consumer: a fetch of its own
+            return False
+
+        await eventually(f"progress {index} taken", delivered)
+    assert fleet.api.writes == 0
+    await fleet.report("ct-fac", "done", {"requestId": rid})
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done stored", succeeded)
+    assert fleet.api.writes == 1, f"{fleet.api.writes} status writes for 2 progress reports and a done"
+    assert [h["step"] for h in fleet.api.objects["a"]["status"]["history"]][:2] == ["s1", "s2"]
+
+    async def all_acked() -> bool:
+        return (await fleet.operator_consumer()).num_ack_pending == 0
+
+    await eventually("every report acked", all_acked)
+
+
 async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:
     """Reserve-then-publish cost two status writes per attempt (Pending, then Requested). Now the request is on
     the bus before the one write that stores the attempt Requested, and a publish that fails stores nothing."""

@@ -90,6 +90,12 @@ class CredentialSecrets:
                     del self._written[(ns, name)]
         listing.data = data
 
+    async def known(self, namespace: str) -> dict[str, dict[str, str]]:
+        """What the namespace's managed Secrets hold (name -> data), from the last LIST and this process's writes
+        since: a hub render reads every silo's public key here, not from a LIST of a thousand Secrets each time.
+        A deleted Secret drops out when a resync lists the namespace again."""
+        return await self._listed(namespace, None)
+
     async def _read(self, namespace: str, name: str, reread: bool) -> tuple[dict[str, str] | None, bool]:
         """The Secret's data (None when it does not exist) and whether that absence is only what the namespace's
         LIST said, in which case the Secret is created, never applied over one made since."""

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +19,14 @@ from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.coalesce import Coalescer
+from fleetlattice.apply.credentials import CredentialSecrets
 from fleetlattice.clients.hub_connections import OPERATOR_USER, SYSTEM_USER
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.monitoring import scrape_all
 from fleetlattice.logic.conditions import NotReady, owner_reference
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
+from fleetlattice.logic.hub_users import silo_users
 from fleetlattice.logic.times import parse_time
 from fleetlattice.render.hub_conf import (
     FleetUserConf,
@@ -36,14 +39,15 @@ from fleetlattice.render.hub_conf import (
 from fleetlattice.render.hub_manifests import render_hub_manifests
 from fleetlattice.render.names import (
     CONFIG_HASH_ANNOTATION,
-    FLEET_USER_LABEL,
-    SILO_LABEL,
     HubRef,
-    SiloRef,
     UserRef,
 )
 
 log = logging.getLogger(__name__)
+
+# kopf's index of the SiloLeaves (handlers.leaf.leaf_bodies): key -> the bodies under it. A live view the watch
+# keeps current, filled before any handler runs, so a render reads the silos from memory, not from a LIST.
+LeafIndex = Mapping[Any, Iterable[Mapping[str, Any]]]
 
 
 async def ensure_hub_auth(kube: Kube, hub: HubRef, owner: dict[str, Any]) -> tuple[Credential, Credential]:
@@ -68,39 +72,8 @@ async def ensure_hub_auth(kube: Kube, hub: HubRef, owner: dict[str, Any]) -> tup
     return operator, system
 
 
-async def silo_users(kube: Kube, hub: HubRef) -> tuple[SiloUser, ...]:
-    """One user per live SiloLeaf of this hub whose credential exists; the first claimant of a
-    silo name wins, so a duplicate SiloLeaf cannot take over another's identity."""
-    leaves = await kube.list("SiloLeaf", hub.namespace)
-    # One list call for all credentials, not one get per silo: this runs on every hub resync.
-    secrets = {s["metadata"]["name"]: s.get("data", {})
-               for s in await kube.list("Secret", hub.namespace, labels=SILO_LABEL)}
-    leaves.sort(key=lambda leaf: (leaf["metadata"]["creationTimestamp"], leaf["metadata"]["name"]))
-    users: dict[str, SiloUser] = {}
-    claimed: set[str] = set()
-    for leaf in leaves:
-        if leaf["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            spec = SiloLeafSpec.model_validate(leaf["spec"])
-        except ValueError:
-            continue
-        # The oldest SiloLeaf of a silo in the namespace owns it, whichever hub it names.
-        if spec.silo in claimed:
-            continue
-        claimed.add(spec.silo)
-        if spec.hub != hub.name:
-            continue
-        cred = Credential.from_secret(secrets.get(SiloRef(spec.silo).credentials_secret, {}))
-        if cred:
-            users[spec.silo] = SiloUser(spec.silo, cred.public_key, spec.permissions)
-    return tuple(users[s] for s in sorted(users))
-
-
-async def fleet_users(kube: Kube, hub: HubRef) -> tuple[FleetUserConf, ...]:
-    """One user per live FleetUser of this hub whose credential exists and whose spec is valid."""
-    secrets = {s["metadata"]["name"]: s.get("data", {})
-               for s in await kube.list("Secret", hub.namespace, labels=FLEET_USER_LABEL)}
+async def fleet_users(kube: Kube, hub: HubRef, secrets: dict[str, dict[str, str]]) -> tuple[FleetUserConf, ...]:
+    """One user per live FleetUser of this hub whose credential is in `secrets` and whose spec is valid."""
     users = []
     for obj in await kube.list("FleetUser", hub.namespace):
         meta = obj["metadata"]
@@ -114,6 +87,13 @@ async def fleet_users(kube: Kube, hub: HubRef) -> tuple[FleetUserConf, ...]:
         if spec.hub == hub.name and cred:
             users.append(FleetUserConf(meta["name"], cred.public_key, spec))
     return tuple(users)
+
+
+def _valid_spec(leaf: Mapping[str, Any]) -> SiloLeafSpec | None:
+    try:
+        return SiloLeafSpec.model_validate(leaf["spec"])
+    except ValueError:
+        return None
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -153,14 +133,22 @@ class HubState:
     reads it instead of scraping again)."""
 
     kube: Kube
+    # The silos' credentials: a render reads them from here (one LIST per namespace, then this process's writes).
+    credentials: CredentialSecrets
     config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
     # The silo and FleetUser credential keys in the config this process last wrote for each hub.
     rendered_user_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
+    # The hash of the nats.conf this process last wrote (or found) for each hub.
+    written_main: dict[HubRef, str] = field(default_factory=dict)
     # What this process last applied of each hub's objects ("Kind/name" -> digest of the manifest).
     applied: dict[HubRef, dict[str, str]] = field(default_factory=dict)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
     _config_locks: dict[HubRef, asyncio.Lock] = field(default_factory=dict)
     _syncs: Coalescer[HubRef, bool] = field(init=False)
+    _leaf_index: LeafIndex = field(default_factory=dict)
+    # Per hub, each SiloLeaf's parsed spec by uid, with the generation it was parsed at: a render of a thousand
+    # silos validates only the specs that changed.
+    _leaf_specs: dict[HubRef, dict[str, tuple[int, SiloLeafSpec | None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._syncs = Coalescer(self._render_now)
@@ -170,8 +158,8 @@ class HubState:
 
     def forget(self, hub: HubRef) -> None:
         """The hub is gone: nothing of it stays in memory."""
-        for book in (self.config_written_at, self.rendered_user_keys, self.applied, self.snapshots,
-                     self._config_locks):
+        for book in (self.config_written_at, self.rendered_user_keys, self.written_main, self.applied,
+                     self.snapshots, self._config_locks, self._leaf_specs):
             book.pop(hub, None)
 
     def lacks_user(self, hub: HubRef, key: str) -> bool:
@@ -181,35 +169,56 @@ class HubState:
         known = self.rendered_user_keys.get(hub)
         return known is None or key not in known
 
-    async def sync(self, namespace: str, hub_name: str) -> bool:
+    async def sync(self, namespace: str, hub_name: str, leaves: LeafIndex) -> bool:
         """Re-render a hub after its set of silos changed. False if the hub does not exist. Many SiloLeaves
         asking at once (start-up, a GitOps sync of a thousand silos) share one render."""
+        self._leaf_index = leaves
         return await self._syncs.run(HubRef(hub_name, namespace))
 
     async def _render_now(self, hub: HubRef) -> bool:
         body = await self.kube.get("FleetHub", hub.namespace, hub.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return False
-        await self.apply(body, FleetHubSpec.model_validate(body.get("spec") or {}), reapply=False)
+        await self.apply(body, FleetHubSpec.model_validate(body.get("spec") or {}), self._leaf_index, reapply=False)
         return True
 
-    async def apply(self, body: dict[str, Any], spec: FleetHubSpec, *, reapply: bool = True) -> dict[str, str]:
+    def _silo_users(self, hub: HubRef, leaves: LeafIndex, secrets: dict[str, dict[str, str]]) -> tuple[SiloUser, ...]:
+        mine = [leaf for (namespace, _name), bodies in list(leaves.items()) if namespace == hub.namespace
+                for leaf in bodies]
+        known = self._leaf_specs.get(hub, {})
+        parsed = self._leaf_specs[hub] = {}
+        for leaf in mine:
+            uid, generation = leaf["metadata"]["uid"], leaf["metadata"].get("generation", 0)
+            cached = known.get(uid)
+            parsed[uid] = cached if cached and cached[0] == generation else (generation, _valid_spec(leaf))
+        return silo_users(hub, mine, secrets, lambda leaf: parsed[leaf["metadata"]["uid"]][1])
+
+    async def apply(self, body: dict[str, Any], spec: FleetHubSpec, leaves: LeafIndex, *,
+                    reapply: bool = True) -> dict[str, str]:
         """Render and server-side-apply everything the hub owns (with `reapply` False, only what differs from
         what this process last applied). Returns the hashes for status."""
         meta = body["metadata"]
         hub = HubRef(meta["name"], meta["namespace"])
         async with self.config_lock(hub):
             operator, system = await ensure_hub_auth(self.kube, hub, body)
+            secrets = await self.credentials.known(hub.namespace)
             users = HubUsers(operator=(operator.user, operator.public_key), system=(system.user, system.public_key),
-                             silos=await silo_users(self.kube, hub), fleet_users=await fleet_users(self.kube, hub))
+                             silos=self._silo_users(hub, leaves, secrets),
+                             fleet_users=await fleet_users(self.kube, hub, secrets))
             try:
                 conf = render_hub_conf(hub, spec, users)
             except HubConfTooLarge as exc:
                 raise NotReady("HubConfigTooLarge", str(exc)) from exc
             rhash = restart_hash(hub, spec)
-            current = await self.kube.get("ConfigMap", hub.namespace, hub.config_map)
-            # nats.conf carries the hash of the user parts, so it alone tells whether anything changed.
-            changed = current is None or conf.main not in ((current.get("data") or {}).values())
+            # nats.conf carries the hash of the user parts, so it alone tells whether anything changed. A re-render
+            # for a silo trusts what this process last wrote; the hub's own handlers read what is there (drift).
+            main_hash, existed = conf_hash(conf.main), True
+            if reapply or hub not in self.written_main:
+                current = await self.kube.get("ConfigMap", hub.namespace, hub.config_map)
+                existed = current is not None
+                changed = current is None or conf.main not in ((current.get("data") or {}).values())
+            else:
+                changed = self.written_main[hub] != main_hash
             if changed:
                 # Taken before the write: no server can load the new config earlier than this.
                 self.config_written_at[hub] = datetime.now(UTC)
@@ -223,9 +232,10 @@ class HubState:
                     await self.kube.apply(manifest)
                     applied[key] = digest
             self.rendered_user_keys[hub] = users.keys
-            if changed and current is not None:
-                await _nudge_servers(self.kube, hub, conf_hash(conf.main))
-        return {"configHash": conf_hash(conf.main), "restartHash": rhash}
+            self.written_main[hub] = main_hash
+            if changed and existed:
+                await _nudge_servers(self.kube, hub, main_hash)
+        return {"configHash": main_hash, "restartHash": rhash}
 
     async def observe(self, body: dict[str, Any], spec: FleetHubSpec, hashes: dict[str, str]) -> dict[str, Any]:
         """Status fields and conditions from the servers, plus config bookkeeping."""

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.credentials import CredentialSecrets
-from fleetlattice.apply.hub import HubState
+from fleetlattice.apply.hub import HubState, LeafIndex
 from fleetlattice.clients.kube import Kube
 from fleetlattice.logic.conditions import Cond, NotReady, owned_by, ownership
 from fleetlattice.logic.heartbeats import SiloHeartbeats
@@ -35,10 +35,11 @@ class LeafState:
         self.heartbeats.forget(namespace, silo)
 
     async def apply(self, body: dict[str, Any], spec: SiloLeafSpec, claimant: str,
-                    hub_spec: FleetHubSpec | None, *, reread: bool = False) -> str:
+                    hub_spec: FleetHubSpec | None, leaves: LeafIndex, *, reread: bool = False) -> str:
         """Everything a SiloLeaf owns. Returns the credentials Secret name. `claimant` is the SiloLeaf that
         owns this silo in this namespace (see logic.leaf_status.oldest_claimant); `hub_spec` is its hub's, None
-        when the hub does not exist; `reread`: read the credential Secrets afresh (see CredentialSecrets)."""
+        when the hub does not exist; `leaves`: see HubState.sync; `reread`: read the credential Secrets afresh
+        (see CredentialSecrets)."""
         meta = body["metadata"]
         namespace = meta["namespace"]
         if claimant != meta["name"]:
@@ -58,7 +59,7 @@ class LeafState:
                                               namespace=target, reread=reread)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
                 "observedGeneration"):
-            await self.hubs.sync(namespace, spec.hub)
+            await self.hubs.sync(namespace, spec.hub, leaves)
         if spec.leaf.mode == "InCluster":
             remote_url = hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
             manifests = render_leaf_manifests(spec, target, remote_url, local.public_key, hub_tls=hub_spec.tls.enabled)

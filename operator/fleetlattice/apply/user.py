@@ -13,7 +13,7 @@ from fleetlattice.api.bus import user_inbox_prefix
 from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.fleetuser import FleetUserSpec, IngestConsumer
 from fleetlattice.apply.credentials import CredentialSecrets
-from fleetlattice.apply.hub import HubState
+from fleetlattice.apply.hub import HubState, LeafIndex
 from fleetlattice.apply.install_jetstream import jetstream
 from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.clients.kube import Kube
@@ -37,10 +37,10 @@ class UserState:
                  credentials: CredentialSecrets) -> None:
         self.kube, self.hubs, self.connections, self.credentials = kube, hubs, connections, credentials
 
-    async def apply(self, body: dict[str, Any], spec: FleetUserSpec,
-                    hub_spec: FleetHubSpec | None, *, reread: bool = False) -> tuple[dict[str, Any], list[Cond]]:
-        """Everything a FleetUser owns; returns its status (`hub_spec`: its hub's, None when there is none).
-        Raises NotReady with the reason otherwise."""
+    async def apply(self, body: dict[str, Any], spec: FleetUserSpec, hub_spec: FleetHubSpec | None,
+                    leaves: LeafIndex, *, reread: bool = False) -> tuple[dict[str, Any], list[Cond]]:
+        """Everything a FleetUser owns; returns its status (`hub_spec`: its hub's, None when there is none;
+        `leaves`: see HubState.sync). Raises NotReady with the reason otherwise."""
         meta, status = body["metadata"], body.get("status") or {}
         namespace, name = meta["namespace"], meta["name"]
         if hub_spec is None:
@@ -52,7 +52,7 @@ class UserState:
                                              {URL_KEY: b64(url), INBOX_PREFIX_KEY: b64(user_inbox_prefix(name))},
                                              reread=reread)
         if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != status.get("observedGeneration"):
-            await self.hubs.sync(namespace, spec.hub)
+            await self.hubs.sync(namespace, spec.hub, leaves)
         await self._ensure_ingest(hub, spec.ingest, status.get("ingestConsumer", ""))
         fields = {"credentialsSecret": user.credentials_secret, "publicKey": cred.public_key, "url": url,
                   "inboxPrefix": user_inbox_prefix(name), "ingestConsumer": ingest_name(spec.ingest)}
@@ -79,7 +79,8 @@ class UserState:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(stream, durable)
 
-    async def deleted(self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
+    async def deleted(self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any],
+                      leaves: LeafIndex) -> None:
         """The FleetUser is gone: its user leaves the hub config (its Secret goes by garbage collection)."""
         self.credentials.forget(namespace, UserRef(name).credentials_secret)
         hub = HubRef(spec["hub"], namespace)
@@ -89,4 +90,4 @@ class UserState:
             except NotReady as exc:
                 log.warning("FleetUser %s/%s: durable %s left on the hub: %s", namespace, name,
                             status["ingestConsumer"], exc)
-        await self.hubs.sync(namespace, spec["hub"])
+        await self.hubs.sync(namespace, spec["hub"], leaves)

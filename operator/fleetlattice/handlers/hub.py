@@ -21,13 +21,14 @@ def hub_specs(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: 
     return {(namespace, name): dict(spec)}
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, retry: bool) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_bodies: kopf.Index, *,
+                     retry: bool) -> None:
     hubs = runtime(memo).hubs
     spec = FleetHubSpec.model_validate(dict(body.get("spec") or {}))
 
     async def work() -> tuple[dict[str, Any], list[Cond]]:
         async with reconciling("FleetHub"):
-            hashes = await hubs.apply(dict(body), spec)
+            hashes = await hubs.apply(dict(body), spec, leaf_bodies)
             result = await hubs.observe(dict(body), spec, hashes)
         return result["fields"], result["conditions"]
 
@@ -37,14 +38,16 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, ret
 @kopf.on.resume(HUBS)
 @kopf.on.create(HUBS)
 @kopf.on.update(HUBS, field="spec")
-async def hub_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
-    await _reconcile(body, patch, memo, retry=True)
+async def hub_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_bodies: kopf.Index,
+                      **_: object) -> None:
+    await _reconcile(body, patch, memo, leaf_bodies, retry=True)
 
 
 @kopf.timer(HUBS, interval=30.0, initial_delay=30.0)
-async def hub_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+async def hub_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_bodies: kopf.Index,
+                     **_: object) -> None:
     """Drift repair of the children (and of silo users missed while the operator was down)."""
-    await _reconcile(body, patch, memo, retry=False)
+    await _reconcile(body, patch, memo, leaf_bodies, retry=False)
 
 
 @kopf.timer(HUBS, interval=10.0, initial_delay=5.0)

@@ -33,7 +33,7 @@ def leaf_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, **_
 
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index,
-                     hub_specs: kopf.Index, *, retry: bool) -> None:
+                     hub_specs: kopf.Index, leaf_bodies: kopf.Index, *, retry: bool) -> None:
     leaves = runtime(memo).leaves
     spec = SiloLeafSpec.model_validate(dict(body["spec"]))
     claims = leaf_claims.get((body["metadata"]["namespace"], spec.silo), ())
@@ -42,7 +42,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
         async with reconciling("SiloLeaf"):
             secret = await leaves.apply(dict(body), spec, oldest_claimant(claims, body["metadata"]["name"]),
                                         hub_spec(hub_specs, body["metadata"]["namespace"], spec.hub),
-                                        reread=not retry)
+                                        leaf_bodies, reread=not retry)
         await runtime(memo).installs.enlist_silo(body["metadata"]["namespace"], spec.hub, spec.silo)
         return leaves.observe(dict(body), spec, secret)
 
@@ -53,8 +53,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_c
 @kopf.on.create(LEAVES)
 @kopf.on.update(LEAVES, field="spec")
 async def leaf_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, leaf_claims: kopf.Index,
-                       hub_specs: kopf.Index, **_: object) -> None:
-    await _reconcile(body, patch, memo, leaf_claims, hub_specs, retry=True)
+                       hub_specs: kopf.Index, leaf_bodies: kopf.Index, **_: object) -> None:
+    await _reconcile(body, patch, memo, leaf_claims, hub_specs, leaf_bodies, retry=True)
 
 
 # Every leaf of a hub is looked at this often (its status from the hub's latest scrape and the heartbeats), and
@@ -110,7 +110,8 @@ async def leaf_upkeep(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.
                 if hub_gone is not None:
                     write_status(patch, body, {"connected": False}, [hub_gone.condition()])  # type: ignore[arg-type]
                 elif resync:
-                    await _reconcile(body, patch, memo, leaf_claims, hub_specs, retry=False)  # type: ignore[arg-type]
+                    await _reconcile(body, patch, memo, leaf_claims, hub_specs,  # type: ignore[arg-type]
+                                     leaf_bodies, retry=False)
                 elif secret := (body.get("status") or {}).get("credentialsSecret"):
                     fields, conds = rt.leaves.observe(body, SiloLeafSpec.model_validate(body["spec"]), secret)
                     write_status(patch, body, fields, conds)  # type: ignore[arg-type]
@@ -157,7 +158,7 @@ async def leaf_upkeep(name: str, namespace: str, memo: kopf.Memo, stopped: kopf.
 
 @kopf.on.event(LEAVES)
 async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Memo, leaf_claims: kopf.Index,
-                       **_: object) -> None:
+                       leaf_bodies: kopf.Index, **_: object) -> None:
     """Drop the silo's user from the hub, which disconnects its leaf; children go by garbage
     collection. No finalizer: if the operator misses this, the hub's resync drops the user anyway."""
     if type == "DELETED":
@@ -167,7 +168,7 @@ async def leaf_deleted(type: str, body: kopf.Body, namespace: str, memo: kopf.Me
             rt.leaves.forget(namespace, silo, (body["spec"].get("leaf") or {}).get("namespace"))
             # Before the render: one JetStream call that must not queue behind (or fail with) hub renders.
             await rt.installs.retire_silo(namespace, hub, silo)
-        await rt.hubs.sync(namespace, hub)
+        await rt.hubs.sync(namespace, hub, leaf_bodies)
 
 
 def _leaf_elsewhere(spec: kopf.Spec, namespace: str, **_: object) -> bool:

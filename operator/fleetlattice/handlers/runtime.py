@@ -53,9 +53,9 @@ class Runtime:
         kube = kube or Kube()
         connections = HubConnections(kube, settings.hub_address)
         heartbeats = SiloHeartbeats()
-        hubs = HubState(kube)
-        store = InstallStore(kube, notify=post_notice)
         credentials = CredentialSecrets(kube)
+        hubs = HubState(kube, credentials)
+        store = InstallStore(kube, notify=post_notice)
         return cls(settings=settings, kube=kube, connections=connections, hubs=hubs,
                    leaves=LeafState(kube, hubs, heartbeats, credentials),
                    users=UserState(kube, hubs, connections, credentials), store=store,

@@ -24,7 +24,7 @@ def ingest_claims(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta, *
 
 
 async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
-                     hub_specs: kopf.Index, *, retry: bool) -> None:
+                     hub_specs: kopf.Index, leaf_bodies: kopf.Index, *, retry: bool) -> None:
     spec = FleetUserSpec.model_validate(dict(body["spec"]))
     meta = body["metadata"]
 
@@ -37,7 +37,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
                                f"already belongs to FleetUser {owner}")
         async with reconciling("FleetUser"):
             return await runtime(memo).users.apply(dict(body), spec, hub_spec(hub_specs, meta["namespace"], spec.hub),
-                                                   reread=not retry)
+                                                   leaf_bodies, reread=not retry)
 
     await converge(patch, body, work, retry=retry, delay=10)
 
@@ -46,19 +46,21 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest
 @kopf.on.create(USERS)
 @kopf.on.update(USERS, field="spec")
 async def user_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
-                       hub_specs: kopf.Index, **_: object) -> None:
-    await _reconcile(body, patch, memo, ingest_claims, hub_specs, retry=True)
+                       hub_specs: kopf.Index, leaf_bodies: kopf.Index, **_: object) -> None:
+    await _reconcile(body, patch, memo, ingest_claims, hub_specs, leaf_bodies, retry=True)
 
 
 @kopf.timer(USERS, interval=30.0, initial_delay=10.0)
 async def user_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, ingest_claims: kopf.Index,
-                      hub_specs: kopf.Index, **_: object) -> None:
+                      hub_specs: kopf.Index, leaf_bodies: kopf.Index, **_: object) -> None:
     """Restores a deleted credential Secret or ingest durable."""
-    await _reconcile(body, patch, memo, ingest_claims, hub_specs, retry=False)
+    await _reconcile(body, patch, memo, ingest_claims, hub_specs, leaf_bodies, retry=False)
 
 
 @kopf.on.event(USERS)
-async def user_deleted(type: str, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: object) -> None:
+async def user_deleted(type: str, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                       leaf_bodies: kopf.Index, **_: object) -> None:
     """Drop the user from the hub, which a reload disconnects; no finalizer: the hub's resync drops it anyway."""
     if type == "DELETED":
-        await runtime(memo).users.deleted(namespace, name, dict(body["spec"]), dict(body.get("status") or {}))
+        await runtime(memo).users.deleted(namespace, name, dict(body["spec"]), dict(body.get("status") or {}),
+                                          leaf_bodies)
