@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -171,6 +172,12 @@ class Fleet:
         """Every delivery the operator's consumer made, first ones and redeliveries."""
         return (await self.operator_consumer()).delivered.consumer_seq
 
+    async def taken(self, n: int) -> bool:
+        """Whether the operator's consumer has taken `n` reports (its durable may not be made yet)."""
+        with contextlib.suppress(NotFoundError):
+            return await self.deliveries() == n
+        return False
+
 
 @pytest.fixture
 async def fleet(nats_server: Path, tmp_path: Path) -> AsyncIterator[Fleet]:
@@ -275,13 +282,7 @@ async def test_progress_waits_for_the_next_reports_and_a_done_writes_them_at_onc
     consuming()
     for index in (1, 2):
         await fleet.report("ct-fac", "progress", {"requestId": rid, "step": f"s{index}", "index": index, "total": 3})
-
-        async def delivered(n: int = index) -> bool:
-            with contextlib.suppress(NotFoundError):  # the consumer's durable is not made yet
-                return await fleet.deliveries() == n  # taken by the consumer: a fetch of its own
-            return False
-
-        await eventually(f"progress {index} taken", delivered)
+        await eventually(f"progress {index} taken", functools.partial(fleet.taken, index))  # a fetch of its own
     assert fleet.api.writes == 0
     await fleet.report("ct-fac", "done", {"requestId": rid})
 
@@ -296,6 +297,36 @@ async def test_progress_waits_for_the_next_reports_and_a_done_writes_them_at_onc
         return (await fleet.operator_consumer()).num_ack_pending == 0
 
     await eventually("every report acked", all_acked)
+
+
+async def test_reports_that_come_while_a_write_is_on_its_way_join_the_next_one(
+        fleet: Fleet, consuming: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded API server a status write takes seconds; at a 1,000-silo cold start each report that came in
+    meanwhile made a write of its own (4.9 per install). Now they wait for it and go together in the next one.
+    (No hold here, so only the write in flight can join them.)"""
+    monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_SECONDS", 0.0)
+    await fleet.create_install_stream()
+    rid = fleet.api.add("a", "ct-fac")
+    landed, store_status = asyncio.Event(), fleet.api.apply_status
+
+    async def slow_first_write(obj: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+        if fleet.api.writes == 0:
+            await landed.wait()
+        return await store_status(obj, manager, force=force)
+
+    fleet.api.apply_status = slow_first_write  # type: ignore[method-assign]
+    consuming()
+    reports = [("progress", {"requestId": rid, "step": f"s{i}", "index": i, "total": 3}) for i in (1, 2, 3)]
+    for count, (kind, body) in enumerate([*reports, ("done", {"requestId": rid})], 1):
+        await fleet.report("ct-fac", kind, body)
+        await eventually(f"report {count} taken", functools.partial(fleet.taken, count))
+    landed.set()
+
+    async def succeeded() -> bool:
+        return fleet.api.phase("a") == "Succeeded"
+
+    await eventually("the done stored", succeeded)
+    assert fleet.api.writes == 2, f"{fleet.api.writes} status writes: the reports behind the first went one by one"
 
 
 async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:

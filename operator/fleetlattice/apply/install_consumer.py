@@ -87,9 +87,11 @@ async def _unsubscribe(sub: Any) -> None:
 
 @dataclass
 class _Held:
-    """An install's reports waiting for its next status write; `now` is set by a final one."""
+    """An install's reports waiting for its next status write; `now` is set by a final one. `after`: the write
+    of the install's previous reports, if still running."""
 
     silo: str
+    after: asyncio.Task[None] | None
     items: list[tuple[Any, str, Any]] = field(default_factory=list)
     now: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,7 +108,7 @@ class ReportConsumer:
         # requestId -> when this process recorded it as a SiloInstall: its later reports wait for the index.
         self._recorded: dict[str, float] = {}
         self._held: dict[InstallKey, _Held] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: dict[InstallKey, asyncio.Task[None]] = {}  # each install's latest write of held reports
         self._room = asyncio.Semaphore(MAX_UNSETTLED)
 
     async def run(self, stopped: Any) -> None:
@@ -119,7 +121,7 @@ class ReportConsumer:
         finally:
             await _cancel(watcher)
             # Not acked, so JetStream redelivers them to whoever consumes next.
-            for task in list(self._writes):
+            for task in list(self._writes.values()):
                 await _cancel(task)
 
     async def _consume(self, stopped: Any) -> None:
@@ -189,24 +191,28 @@ class ReportConsumer:
                 finally:
                     self._room.release()
                 continue
-            held = self._held.get(route_.install)
+            key = route_.install
+            held = self._held.get(key)
             if held is None:
-                held = self._held[route_.install] = _Held(route_.silo)
-                task = asyncio.create_task(self._write_held(route_.install, held))
-                self._writes.add(task)
-                task.add_done_callback(self._writes.discard)
+                held = self._held[key] = _Held(route_.silo, self._writes.get(key))
+                task = self._writes[key] = asyncio.create_task(self._write_held(key, held))
+                task.add_done_callback(lambda done, key=key: self._written(key, done))
             held.items.append((msg, route_.kind, route_.payload))
             if route_.kind != "progress":
                 held.now.set()
 
-    async def settled(self) -> None:
-        """Every report taken so far is written (or given back)."""
-        while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+    def _written(self, key: InstallKey, task: asyncio.Task[None]) -> None:
+        if self._writes.get(key) is task:  # not followed by a newer one
+            del self._writes[key]
 
     async def _write_held(self, key: InstallKey, held: _Held) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(held.now.wait(), REPORT_HOLD_SECONDS)
+        # While the install's previous write (or the store's write of a new attempt) is on its way, which takes
+        # seconds on a loaded API server, its next reports keep joining this one write.
+        if held.after is not None:
+            await asyncio.wait([held.after])
+        await self.store.idle(key.namespace, key.name)
         # Reports from here on wait for the next write; the store's lock keeps the writes in this order.
         del self._held[key]
         try:

@@ -75,6 +75,13 @@ class InstallStore:
         while len(self._written) > WRITTEN_COPIES:
             self._written.popitem(last=False)
 
+    async def idle(self, namespace: str, name: str) -> None:
+        """Returns once no change of the install is being made (none may start before the caller's next step)."""
+        lock = self._locks.get((namespace, name))
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+
     def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as this store last wrote it, if it still holds that copy."""
         return self._written.get((namespace, name))
