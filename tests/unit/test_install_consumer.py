@@ -329,6 +329,39 @@ async def test_reports_that_come_while_a_write_is_on_its_way_join_the_next_one(
     assert fleet.api.writes == 2, f"{fleet.api.writes} status writes: the reports behind the first went one by one"
 
 
+async def test_a_fleets_reports_behind_slow_writes_are_all_taken_and_go_one_write_per_install(
+        fleet: Fleet, consuming: Callable[[], None]) -> None:
+    """At a cold start every install has a write on its way. The consumer stopped taking reports at 1,024 unsettled
+    ones, so the rest sat in the stream and each came back alone after a write (4.8 writes per install at 1,000
+    silos). Now the bound is bytes (a fetch's worth of the largest reports) and 300 installs' reports all wait
+    together for their install's next write."""
+    await fleet.create_install_stream()
+    installs = {f"i{n:03}": (f"ct-s{n:03}", fleet.api.add(f"i{n:03}", f"ct-s{n:03}")) for n in range(300)}
+    landed, store_status = asyncio.Event(), fleet.api.apply_status
+
+    async def slow_writes(obj: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+        await landed.wait()
+        return await store_status(obj, manager, force=force)
+
+    fleet.api.apply_status = slow_writes  # type: ignore[method-assign]
+    consuming()
+    for silo, rid in installs.values():
+        await fleet.report(silo, "progress", {"requestId": rid, "step": "s1", "index": 1, "total": 3})
+    await eventually("every first report taken", functools.partial(fleet.taken, 300))
+    for silo, rid in installs.values():
+        for index in (2, 3):
+            await fleet.report(silo, "progress", {"requestId": rid, "step": f"s{index}", "index": index, "total": 3})
+        await fleet.report(silo, "done", {"requestId": rid})
+    await eventually("every report taken while the writes are on their way", functools.partial(fleet.taken, 1200))
+    landed.set()
+
+    async def all_succeeded() -> bool:
+        return all(fleet.api.phase(name) == "Succeeded" for name in installs)
+
+    await eventually("every install Succeeded", all_succeeded, 60)
+    assert fleet.api.writes == 600, f"{fleet.api.writes} status writes for 300 installs' 4 reports each"
+
+
 async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:
     """Reserve-then-publish cost two status writes per attempt (Pending, then Requested). Now the request is on
     the bus before the one write that stores the attempt Requested, and a publish that fails stores nothing."""

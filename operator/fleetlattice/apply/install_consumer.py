@@ -23,7 +23,7 @@ from fleetlattice.api.bus import (
     STATE_BUCKET,
     install_subject,
 )
-from fleetlattice.api.messages import AcceptedRequest, SiloState
+from fleetlattice.api.messages import MAX_MESSAGE_BYTES, AcceptedRequest, SiloState
 from fleetlattice.api.siloinstall import SiloInstallSpec, SiloInstallStatus
 from fleetlattice.apply.install_jetstream import (
     JS_TIMEOUT,
@@ -52,9 +52,11 @@ FETCH_BATCH = 512
 # 4.9 writes per install (audit log). A final report (done, failed, scrubbed) is written at once, with whatever
 # waits: its latency is what users watch.
 REPORT_HOLD_SECONDS = 0.1
-# Reports taken and not yet settled (held or being written): the fetch loop waits above this, so a slow API
-# server holds up fetching, not memory.
-MAX_UNSETTLED = 2 * FETCH_BATCH
+# Bytes of reports taken and not yet settled (held or being written): the fetch loop waits above this, so a slow
+# API server holds up fetching, not memory. In bytes, not reports: at a cold start every install has a write on
+# its way and its next reports waiting for it, and a bound of 1,024 reports held the backlog in the stream, so
+# each write took one report (4.8 writes per install at 1,000 silos). A fetch's worth of the largest reports.
+MAX_UNSETTLED_BYTES = FETCH_BATCH * MAX_MESSAGE_BYTES
 # A report of a request published by hand waits this long for the SiloInstall recording it to be indexed.
 RECORD_WAIT_SECONDS = 1.0
 RECORD_MEMORY_SECONDS = 300.0
@@ -109,7 +111,8 @@ class ReportConsumer:
         self._recorded: dict[str, float] = {}
         self._held: dict[InstallKey, _Held] = {}
         self._writes: dict[InstallKey, asyncio.Task[None]] = {}  # each install's latest write of held reports
-        self._room = asyncio.Semaphore(MAX_UNSETTLED)
+        self._unsettled = 0  # bytes
+        self._settled = asyncio.Event()
 
     async def run(self, stopped: Any) -> None:
         """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout). Everything
@@ -183,14 +186,14 @@ class ReportConsumer:
         """Settle what needs no status write now; hold the rest for their install's next write (see
         REPORT_HOLD_SECONDS), which acks them once it is stored."""
         for msg in msgs:
-            await self._room.acquire()
             route_ = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo, self.by_request)
             if route_.install is None or route_.outcome == "adopt":
-                try:
-                    await self._settle(msg, route_)
-                finally:
-                    self._room.release()
+                await self._settle(msg, route_)
                 continue
+            while self._unsettled > MAX_UNSETTLED_BYTES:
+                self._settled.clear()
+                await self._settled.wait()
+            self._unsettled += len(msg.data)
             key = route_.install
             held = self._held.get(key)
             if held is None:
@@ -218,8 +221,8 @@ class ReportConsumer:
         try:
             await self._apply(key, held.silo, held.items)
         finally:
-            for _ in held.items:
-                self._room.release()
+            self._unsettled -= sum(len(msg.data) for msg, _kind, _payload in held.items)
+            self._settled.set()
 
     async def _settle(self, msg: Any, r: Route) -> None:
         """A report with no install to write to: recorded (a request published by hand), waited for, or counted."""
