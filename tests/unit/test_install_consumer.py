@@ -359,7 +359,8 @@ async def test_a_fleets_reports_behind_slow_writes_are_all_taken_and_go_one_writ
         return all(fleet.api.phase(name) == "Succeeded" for name in installs)
 
     await eventually("every install Succeeded", all_succeeded, 60)
-    assert fleet.api.writes == 600, f"{fleet.api.writes} status writes for 300 installs' 4 reports each"
+    # The first report's write, then one for the rest (or one for all, when they came within the hold).
+    assert fleet.api.writes <= 600, f"{fleet.api.writes} status writes for 300 installs' 4 reports each"
 
 
 async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:
