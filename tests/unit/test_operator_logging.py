@@ -16,7 +16,7 @@ def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
 
 
 @pytest.mark.parametrize("message", ["Timer 'leaf_status' succeeded.", "Handler 'leaf_deleted' succeeded.",
-                                     "Handler 'install_gone' succeeded."])
+                                     "Handler 'install_seen' succeeded."])
 def test_routine_successes_are_dropped(message: str) -> None:
     assert not RoutineSuccess().filter(record(message))
 

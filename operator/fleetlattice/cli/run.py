@@ -54,7 +54,7 @@ class RoutineSuccess(logging.Filter):
     timers alone wrote 500 such lines a second, which cost more CPU than the timers. Change handlers' lines
     (the audit trail) and every failure stay."""
 
-    ROUTINE = ("Timer '", "Handler 'leaf_deleted'", "Handler 'install_gone'", "Handler 'user_deleted'")
+    ROUTINE = ("Timer '", "Handler 'leaf_deleted'", "Handler 'install_seen'", "Handler 'user_deleted'")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg if isinstance(record.msg, str) else ""

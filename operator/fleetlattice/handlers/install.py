@@ -16,6 +16,7 @@ from fleetlattice.apply.install_consumer import ReportConsumer
 from fleetlattice.clients.metrics import reconciling
 from fleetlattice.handlers.common import HUBS, INSTALLS, LEAVES, indexed_copy, runtime
 from fleetlattice.logic.conditions import NotReady
+from fleetlattice.logic.install_state import awaits_attempt
 from fleetlattice.logic.report_routing import index_entry
 from fleetlattice.logic.times import seconds_since
 from fleetlattice.render.names import HubRef
@@ -76,18 +77,24 @@ def _installs_of(hub: HubRef, install_bodies: kopf.Index, hub_by_silo: kopf.Inde
                 yield body, silo_hub
 
 
-@kopf.on.resume(INSTALLS)
-@kopf.on.create(INSTALLS)
-@kopf.on.update(INSTALLS, field="spec")
-async def install_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
-                          hub_by_silo: kopf.Index, **_: Any) -> None:
+@kopf.on.event(INSTALLS)
+async def install_seen(type: str, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                       hub_by_silo: kopf.Index, **_: Any) -> None:
+    """A new spec (or a new SiloInstall) is published at once. An event handler, not kopf's create/update
+    handlers: those store the handled spec in an annotation, one more API write per install that the ticker makes
+    unneeded, as it publishes whatever is due (retries, and what failed here) every TICK_SECONDS."""
+    rt = runtime(memo)
+    if type == "DELETED":
+        rt.store.forget(namespace, name)
+        return
+    if body["metadata"].get("deletionTimestamp") or not awaits_attempt(body):
+        return
     try:
         hub = _hub_of(namespace, body["spec"]["silo"], hub_by_silo)
         async with reconciling("SiloInstall"):
-            await runtime(memo).installs.advance(namespace, name, hub, dict(body))
+            await rt.installs.advance(namespace, name, hub, dict(body))
     except NotReady as exc:
-        await runtime(memo).installs.hold(namespace, name, exc, dict(body))
-        raise kopf.TemporaryError(str(exc), delay=5) from exc
+        await rt.installs.hold(namespace, name, exc, dict(body))
 
 
 @kopf.on.delete(INSTALLS, field="spec.scrubOnDelete", value=True)
@@ -112,12 +119,6 @@ async def install_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf
     except NotReady as exc:
         logger.warning("scrub not sent yet: %s", exc)
     raise kopf.TemporaryError(f"waiting for silo {spec.silo} to confirm the scrub", delay=2)
-
-
-@kopf.on.event(INSTALLS)
-def install_gone(type: str, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":
-        runtime(memo).store.forget(namespace, name)
 
 
 @kopf.daemon(HUBS, cancellation_timeout=5.0)

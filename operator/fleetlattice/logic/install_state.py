@@ -8,6 +8,7 @@ the next attempt gets a new requestId, so late reports of the old attempt are re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -55,6 +56,13 @@ def _progress_text(progress: Progress | None, phase: str) -> str:
 def needs_new_attempt(status: SiloInstallStatus, generation: int) -> bool:
     """A new spec generation always starts over at attempt 1."""
     return status.observed_generation != generation or not status.request_id
+
+
+def awaits_attempt(body: Mapping[str, Any]) -> bool:
+    """Whether a SiloInstall as the watch has it stores no attempt of its current spec yet (needs_new_attempt on
+    the raw object, so the many watch events of status writes cost no parsing)."""
+    status = body.get("status") or {}
+    return status.get("observedGeneration") != body["metadata"].get("generation") or not status.get("requestId")
 
 
 def begin_attempt(
