@@ -211,13 +211,14 @@ class ReportConsumer:
             del self._writes[key]
 
     async def _write_held(self, key: InstallKey, held: _Held) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(held.now.wait(), REPORT_HOLD_SECONDS)
         # While the install's previous write (or the store's write of a new attempt) is on its way, which takes
-        # seconds on a loaded API server, its next reports keep joining this one write.
+        # seconds on a loaded API server, its next reports keep joining this one write; and from when it could be
+        # written, the hold (the first report of an attempt comes while the attempt's own write is on its way).
         if held.after is not None:
             await asyncio.wait([held.after])
         await self.store.idle(key.namespace, key.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(held.now.wait(), REPORT_HOLD_SECONDS)
         # Reports from here on wait for the next write; the store's lock keeps the writes in this order.
         del self._held[key]
         try:
