@@ -47,13 +47,14 @@ log = logging.getLogger(__name__)
 # Bounded by what a batch must finish within (OPERATOR_ACK_WAIT_SECONDS, at about 50 status writes a second on
 # a loaded 2-core API server) and by memory (512 x the 64 KiB largest report = 32 MiB).
 FETCH_BATCH = 512
-# A progress report waits this long for its install's next reports, so that a burst of them (an agent's steps
-# that take no time, a backlog after a restart) is one status write, not one each: at a 1,000-silo cold start,
-# 4.9 writes per install (audit log). A second, not less: an agent's reports come a few hundred ms apart on a loaded
-# hub (0.3 s p50 per JetStream publish at 1,000 agents), and a step shown a second late is no loss next to steps
-# that take minutes. A final report (done, failed, scrubbed) is written at once, with whatever waits: its latency
-# is what users watch.
+# Progress reports wait for their install's next reports until none came for this long (and at most
+# REPORT_HOLD_MAX_SECONDS), so that a burst of them (an agent's steps that take no time, a backlog after a restart)
+# is one status write, not one each: at a 1,000-silo cold start, 4.9 writes per install (audit log). A quiet second:
+# an agent's reports come a few hundred ms apart on a loaded hub (0.3 s p50 per JetStream publish at 1,000 agents),
+# and a step shown a second late is no loss next to steps that take minutes. A final report (done, failed,
+# scrubbed) is written at once, with whatever waits: its latency is what users watch.
 REPORT_HOLD_SECONDS = 1.0
+REPORT_HOLD_MAX_SECONDS = 5.0
 # Bytes of reports taken and not yet settled (held or being written): the fetch loop waits above this, so a slow
 # API server holds up fetching, not memory. In bytes, not reports: at a cold start every install has a write on
 # its way and its next reports waiting for it, and a bound of 1,024 reports held the backlog in the stream, so
@@ -90,14 +91,32 @@ async def _unsubscribe(sub: Any) -> None:
 
 
 @dataclass
-class _Held:
-    """An install's reports waiting for its next status write; `now` is set by a final one. `after`: the write
-    of the install's previous reports, if still running."""
+class HeldReports:
+    """An install's reports waiting for its next status write. `after`: the write of the install's previous
+    reports, if still running; `final`: a final report is among them; `stirred`: set by each report added."""
 
     silo: str
     after: asyncio.Task[None] | None
     items: list[tuple[Any, str, Any]] = field(default_factory=list)
-    now: asyncio.Event = field(default_factory=asyncio.Event)
+    final: bool = False
+    stirred: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, msg: Any, kind: str, payload: Any) -> None:
+        self.items.append((msg, kind, payload))
+        self.final = self.final or kind != "progress"
+        self.stirred.set()
+
+    async def quiet(self) -> None:
+        """Returns when a final report is in, or no report came for REPORT_HOLD_SECONDS (REPORT_HOLD_MAX_SECONDS at
+        most)."""
+        deadline = asyncio.get_running_loop().time() + REPORT_HOLD_MAX_SECONDS
+        while not self.final:
+            self.stirred.clear()
+            left = min(REPORT_HOLD_SECONDS, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(self.stirred.wait(), max(left, 0.0))
+            except TimeoutError:
+                return
 
 
 class ReportConsumer:
@@ -111,7 +130,7 @@ class ReportConsumer:
         self.by_uid, self.by_silo, self.by_request = by_uid, by_silo, by_request
         # requestId -> when this process recorded it as a SiloInstall: its later reports wait for the index.
         self._recorded: dict[str, float] = {}
-        self._held: dict[InstallKey, _Held] = {}
+        self._held: dict[InstallKey, HeldReports] = {}
         self._writes: dict[InstallKey, asyncio.Task[None]] = {}  # each install's latest write of held reports
         self._unsettled = 0  # bytes
         self._settled = asyncio.Event()
@@ -199,26 +218,23 @@ class ReportConsumer:
             key = route_.install
             held = self._held.get(key)
             if held is None:
-                held = self._held[key] = _Held(route_.silo, self._writes.get(key))
+                held = self._held[key] = HeldReports(route_.silo, self._writes.get(key))
                 task = self._writes[key] = asyncio.create_task(self._write_held(key, held))
                 task.add_done_callback(lambda done, key=key: self._written(key, done))
-            held.items.append((msg, route_.kind, route_.payload))
-            if route_.kind != "progress":
-                held.now.set()
+            held.add(msg, route_.kind, route_.payload)
 
     def _written(self, key: InstallKey, task: asyncio.Task[None]) -> None:
         if self._writes.get(key) is task:  # not followed by a newer one
             del self._writes[key]
 
-    async def _write_held(self, key: InstallKey, held: _Held) -> None:
+    async def _write_held(self, key: InstallKey, held: HeldReports) -> None:
         # While the install's previous write (or the store's write of a new attempt) is on its way, which takes
         # seconds on a loaded API server, its next reports keep joining this one write; and from when it could be
         # written, the hold (the first report of an attempt comes while the attempt's own write is on its way).
         if held.after is not None:
             await asyncio.wait([held.after])
         await self.store.idle(key.namespace, key.name)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(held.now.wait(), REPORT_HOLD_SECONDS)
+        await held.quiet()
         # Reports from here on wait for the next write; the store's lock keeps the writes in this order.
         del self._held[key]
         try:
