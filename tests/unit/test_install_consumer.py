@@ -40,7 +40,7 @@ from fleetlattice.api.bus import (
 )
 from fleetlattice.api.messages import SiloState
 from fleetlattice.apply.install import InstallRequests
-from fleetlattice.apply.install_consumer import ReportConsumer, HeldReports
+from fleetlattice.apply.install_consumer import HeldReports, ReportConsumer
 from fleetlattice.apply.install_store import InstallStore
 from fleetlattice.clients import nats_connection
 from fleetlattice.clients.hub_connections import HubNotReachable
