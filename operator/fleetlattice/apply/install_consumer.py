@@ -120,9 +120,9 @@ class HeldReports:
 
 
 class ReportConsumer:
-    """Drains the operator's durable consumer of one hub. Reports for one install in a batch are
-    applied together (one status write), and every message is acked only after its effect is stored:
-    a crash before the write means JetStream redelivers it."""
+    """Drains the operator's durable consumer of one hub. An install's reports are held until they stop coming
+    (HeldReports) and applied together in one status write, one write of an install at a time; every message is
+    acked only after its effect is stored: a crash before the write means JetStream redelivers it."""
 
     def __init__(self, hubs: HubConnections, store: InstallStore, heartbeats: SiloHeartbeats, hub: HubRef,
                  by_uid: Mapping[str, Any], by_silo: Mapping[Any, Any], by_request: Mapping[str, Any]) -> None:
