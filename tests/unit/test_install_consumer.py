@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import pytest
 from kubernetes.client.exceptions import ApiException
 from nats.aio.client import Client
@@ -381,6 +382,34 @@ async def test_a_fleets_reports_behind_slow_writes_are_all_taken_and_go_one_writ
     await eventually("every install Succeeded", all_succeeded, 60)
     # The first report's write, then one for the rest (or one for all, when they came within the hold).
     assert fleet.api.writes <= 600, f"{fleet.api.writes} status writes for 300 installs' 4 reports each"
+
+
+@dataclass
+class UnackableReport:
+    """A report whose ack cannot go out (its connection went after the fetch)."""
+
+    subject: str
+    data: bytes
+
+    async def ack(self) -> None:
+        raise nats.errors.ConnectionClosedError
+
+
+async def test_a_held_write_whose_ack_fails_is_logged_not_lost_in_its_task(
+        fleet: Fleet, caplog: pytest.LogCaptureFixture) -> None:
+    rid = fleet.api.add("a", "ct-fac")
+    by_uid, by_silo = fleet.indexes()
+    consumer = ReportConsumer(Hubs(fleet.nc), InstallStore(fleet.api), SiloHeartbeats(),  # type: ignore[arg-type]
+                              HUB, by_uid, by_silo, {})
+    caplog.set_level(logging.WARNING, logger="fleetlattice.apply.install_consumer")
+    done = json.dumps({"requestId": rid}).encode()
+    await consumer.process([UnackableReport(install_subject("ct-fac", "done"), done)])
+
+    async def logged() -> bool:
+        return "reports of fleet/a not settled" in caplog.text
+
+    await eventually("the failed ack logged", logged)
+    assert fleet.api.phase("a") == "Succeeded"  # stored; JetStream redelivers the report, which is then a duplicate
 
 
 async def test_a_new_attempt_is_published_then_stored_in_one_status_write(fleet: Fleet) -> None:

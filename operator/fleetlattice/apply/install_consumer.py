@@ -239,6 +239,9 @@ class ReportConsumer:
         del self._held[key]
         try:
             await self._apply(key, held.silo, held.items)
+        except Exception as exc:  # an ack or nak that did not go out (the connection went): JetStream redelivers
+            log.warning("install bus of hub %s: reports of %s/%s not settled: %s", self.hub, key.namespace, key.name,
+                        exc)
         finally:
             self._unsettled -= sum(len(msg.data) for msg, _kind, _payload in held.items)
             self._settled.set()
