@@ -17,7 +17,7 @@ from pathlib import Path
 
 import localcluster
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import WaitTimeout, wait_for
 
 __all__ = ["Kubectl", "WaitTimeout", "wait_for"]
@@ -124,6 +124,5 @@ def load_image_archive(cluster_mode: str, kubeconfig: Path) -> Callable[[Path], 
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
-    name = create_namespace(kubectl, request.node.name)
-    yield name
-    delete_namespace(kubectl, name)
+    with scratch_namespace(kubectl, request.node.name) as name:
+        yield name

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import BUSYBOX_IMAGE, NATS_IMAGE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -89,16 +89,15 @@ class NatsSet:
 @pytest.fixture(scope="module")
 def nats_set(kubectl: Kubectl) -> Iterator[NatsSet]:
     """A 3-replica nats-server StatefulSet behind a headless Service, all Ready."""
-    ns = create_namespace(kubectl, "nats-sts")
-    kubectl.apply(*_nats_manifests(), namespace=ns)
+    with scratch_namespace(kubectl, "nats-sts") as ns:
+        kubectl.apply(*_nats_manifests(), namespace=ns)
 
-    def ready() -> bool:
-        return kubectl.json("get", "statefulset", STS, "-n", ns).get("status", {}).get("readyReplicas", 0) == 3
+        def ready() -> bool:
+            return kubectl.json("get", "statefulset", STS, "-n", ns).get("status", {}).get("readyReplicas", 0) == 3
 
-    wait_for(ready, 180, f"StatefulSet {ns}/{STS} to have 3 ready replicas", 1.0)
-    pods = kubectl.json("get", "pods", "-n", ns, "-l", f"app={STS}")["items"]
-    yield NatsSet(ns, {p["metadata"]["name"]: p["status"]["podIP"] for p in pods})
-    delete_namespace(kubectl, ns)
+        wait_for(ready, 180, f"StatefulSet {ns}/{STS} to have 3 ready replicas", 1.0)
+        pods = kubectl.json("get", "pods", "-n", ns, "-l", f"app={STS}")["items"]
+        yield NatsSet(ns, {p["metadata"]["name"]: p["status"]["podIP"] for p in pods})
 
 
 def _exec(kubectl: Kubectl, ns: str, pod: str, *cmd: str) -> str:

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import wait_for
 
 from agents import AgentProcess
-from fleet import EXAMPLES, Hub, get, is_ready, service_url
+from fleet import EXAMPLES, Hub, condition, get, is_ready, service_url
 
 pytestmark = pytest.mark.e2e
 
@@ -34,24 +34,29 @@ def _silo_leaf(silo: str, hub: str) -> dict[str, Any]:
 
 
 def _connected(kubectl: Kubectl, namespace: str) -> bool:
+    """True once every leaf is connected; until then raises with what each of the others' Ready says, which a
+    timed-out wait reports."""
     leaves = kubectl.json("get", "siloleaves", "-n", namespace)["items"]
-    return sum(bool((leaf.get("status") or {}).get("connected")) for leaf in leaves) == len(SILOS)
+    waiting = {leaf["metadata"]["name"]: condition(leaf, "Ready").get("reason", "no Ready condition")
+               for leaf in leaves if not (leaf.get("status") or {}).get("connected")}
+    if waiting or len(leaves) < len(SILOS):
+        raise AssertionError(f"{len(leaves)} SiloLeaves, not connected: {waiting}")
+    return True
 
 
 @pytest.fixture(scope="module")
 def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
-    namespace = create_namespace(kubectl, "agents")
-    for name in ("fleethub-eose-hub.yaml", *STREAMS):
-        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
-    hub = Hub(kubectl, namespace)
-    kubectl("apply", "-n", namespace, "-f", "-",
-            input="\n---\n".join(json.dumps(_silo_leaf(silo, hub.name)) for silo in SILOS))
-    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "hub Ready")
-    for stream in ("fleet-install", "fleet-state"):
-        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"{stream} Ready")
-    wait_for(lambda: _connected(kubectl, namespace), 600, f"all {len(SILOS)} leaves connected")
-    yield hub
-    delete_namespace(kubectl, namespace)
+    with scratch_namespace(kubectl, "agents") as namespace:
+        for name in ("fleethub-eose-hub.yaml", *STREAMS):
+            kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+        hub = Hub(kubectl, namespace)
+        kubectl("apply", "-n", namespace, "-f", "-",
+                input="\n---\n".join(json.dumps(_silo_leaf(silo, hub.name)) for silo in SILOS))
+        wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "hub Ready")
+        for stream in ("fleet-install", "fleet-state"):
+            wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"{stream} Ready")
+        wait_for(lambda: _connected(kubectl, namespace), 600, f"all {len(SILOS)} leaves connected")
+        yield hub
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, create_namespace, delete_namespace, scratch_namespace
 from localcluster import async_wait_for, wait_for
 from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
@@ -35,30 +35,30 @@ STREAMS = {"FLEET_EVENTS": "fleet-events", "KV_FLEET_STATE": "fleet-state", "FLE
 @pytest.fixture(scope="module")
 def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
     """The example fleet in its own namespace, up and Ready."""
-    namespace = create_namespace(kubectl, "fleet")
-    for path in FLEET_FILES:
-        kubectl("apply", "-n", namespace, "-f", str(path))
-    hub = Hub(kubectl, namespace)
-    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "FleetHub eose-hub Ready")
-    for stream in STREAMS.values():
-        wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120, f"FleetStream {stream} Ready")
-    # Settled: both in-cluster silos' users are loaded, so no reload happens under the tests below.
-    for silo in ("ct-fac", "msclo"):
-        wait_for(lambda s=silo: is_ready(kubectl, "siloleaf", s, namespace), 180, f"SiloLeaf {silo} Ready")
-    # The example FleetUsers are hub users too: one configured late (merostone waits for FLEET_MDSMS) would
-    # reload the hub under the permission tests.
-    for user in FLEET_USERS:
-        wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 180, f"FleetUser {user} Ready")
-    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every silo")
-    # The exact state the permission tests need: the servers have loaded the config with every identity in it, so
-    # no reload is still on its way. Ready conditions alone do not say so: the FleetHub's status is refreshed
-    # every 10 s, and a FleetUser is Ready once its user is in the config written, not in the config loaded (a
-    # late reload dropped a subscription's interest under test_silo_credential_is_scoped_to_its_silo).
-    seeds = [hub.silo_seed(silo) for silo in ("ct-fac", "msclo")] + [
-        secret_value(kubectl, namespace, UserRef(user).credentials_secret, "seed") for user in FLEET_USERS]
-    wait_for(lambda: asyncio.run(_all_sign_in(hub, seeds)), 120, "every example identity signs in at the hub")
-    yield hub
-    delete_namespace(kubectl, namespace)
+    with scratch_namespace(kubectl, "fleet") as namespace:
+        for path in FLEET_FILES:
+            kubectl("apply", "-n", namespace, "-f", str(path))
+        hub = Hub(kubectl, namespace)
+        wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 240, "FleetHub eose-hub Ready")
+        for stream in STREAMS.values():
+            wait_for(lambda s=stream: is_ready(kubectl, "fleetstream", s, namespace), 120,
+                     f"FleetStream {stream} Ready")
+        # Settled: both in-cluster silos' users are loaded, so no reload happens under the tests below.
+        for silo in ("ct-fac", "msclo"):
+            wait_for(lambda s=silo: is_ready(kubectl, "siloleaf", s, namespace), 180, f"SiloLeaf {silo} Ready")
+        # The example FleetUsers are hub users too: one configured late (merostone waits for FLEET_MDSMS) would
+        # reload the hub under the permission tests.
+        for user in FLEET_USERS:
+            wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 180, f"FleetUser {user} Ready")
+        wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every silo")
+        # The exact state the permission tests need: the servers have loaded the config with every identity in it, so
+        # no reload is still on its way. Ready conditions alone do not say so: the FleetHub's status is refreshed
+        # every 10 s, and a FleetUser is Ready once its user is in the config written, not in the config loaded (a
+        # late reload dropped a subscription's interest under test_silo_credential_is_scoped_to_its_silo).
+        seeds = [hub.silo_seed(silo) for silo in ("ct-fac", "msclo")] + [
+            secret_value(kubectl, namespace, UserRef(user).credentials_secret, "seed") for user in FLEET_USERS]
+        wait_for(lambda: asyncio.run(_all_sign_in(hub, seeds)), 120, "every example identity signs in at the hub")
+        yield hub
 
 
 async def _all_sign_in(hub: Hub, seeds: list[str]) -> bool:

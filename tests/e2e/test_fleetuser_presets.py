@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import async_wait_for, wait_for
 from nats.aio.client import Client as NATS
 
@@ -32,16 +32,15 @@ WAIT = 15.0
 
 @pytest.fixture(scope="module")
 def fleet(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
-    namespace = create_namespace(kubectl, "users")
-    for name in FILES:
-        kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
-    hub = Hub(kubectl, namespace)
-    for user in USERS:
-        wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 240, f"FleetUser {user} Ready")
-    # Every user's key is in the config the servers loaded: no reload lands under the tests below.
-    wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every user")
-    yield hub
-    delete_namespace(kubectl, namespace)
+    with scratch_namespace(kubectl, "users") as namespace:
+        for name in FILES:
+            kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+        hub = Hub(kubectl, namespace)
+        for user in USERS:
+            wait_for(lambda u=user: is_ready(kubectl, "fleetuser", u, namespace), 240, f"FleetUser {user} Ready")
+        # Every user's key is in the config the servers loaded: no reload lands under the tests below.
+        wait_for(lambda: is_ready(kubectl, "fleethub", hub.name, namespace), 120, "FleetHub Ready with every user")
+        yield hub
 
 
 class User:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import async_wait_for, wait_for
 
 from agents import AgentProcess
@@ -26,11 +26,10 @@ INSTALL_SECONDS = 180
 
 @pytest.fixture(scope="module")
 def bus(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
-    namespace = create_namespace(kubectl, "bus")
-    hub = bring_up(kubectl, namespace, FLEET, ["fleet-install", "fleet-state"], ["ct-fac", "msclo"],
-                   HUB_READY_SECONDS)
-    yield hub
-    delete_namespace(kubectl, namespace)
+    with scratch_namespace(kubectl, "bus") as namespace:
+        hub = bring_up(kubectl, namespace, FLEET, ["fleet-install", "fleet-state"], ["ct-fac", "msclo"],
+                       HUB_READY_SECONDS)
+        yield hub
 
 
 @pytest.fixture(scope="module")

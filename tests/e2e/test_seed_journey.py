@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import Kubectl, create_namespace, delete_namespace
+from kubehelpers import Kubectl, scratch_namespace
 from localcluster import async_wait_for, wait_for
 
 from agents import AgentProcess
@@ -48,9 +48,8 @@ SCRUB = """nats pub fleet.install.ct-fac.scrub '{"reason":"engagement-complete"}
 
 @pytest.fixture(scope="module")
 def journey(operator: Any, kubectl: Kubectl) -> Iterator[Hub]:
-    namespace = create_namespace(kubectl, "seed")
-    yield bring_up(kubectl, namespace, FLEET, ["fleet-install", "fleet-state", "fleet-events"], ["ct-fac", "msclo"])
-    delete_namespace(kubectl, namespace)
+    with scratch_namespace(kubectl, "seed") as namespace:
+        yield bring_up(kubectl, namespace, FLEET, ["fleet-install", "fleet-state", "fleet-events"], ["ct-fac", "msclo"])
 
 
 @pytest.fixture(scope="module")
