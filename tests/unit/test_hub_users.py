@@ -10,7 +10,9 @@ from fleetlattice.api.fleethub import FleetHubSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.credentials import MANAGED, CredentialSecrets
 from fleetlattice.apply.hub import HubState
+from fleetlattice.apply.leaf import LeafState
 from fleetlattice.logic.credentials import Credential
+from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.hub_users import silo_users
 from fleetlattice.render.names import HubRef, SiloRef
 
@@ -95,3 +97,21 @@ async def test_a_render_reads_silos_from_the_index_and_credentials_from_memory()
     await hubs.credentials.ensure(index[("fleet", "c")][0], SiloRef("ct-c").credentials_secret, "ct-c", {})
     await hubs.sync("fleet", "hub", index)
     assert kube.objects[("ConfigMap", HUB.config_map)]["data"] != conf  # the new silo's user is in
+
+
+async def test_a_new_silos_user_is_written_before_its_leaf_is_looked_at() -> None:
+    """The reload a new silo waits for starts from the hub's config write: nothing of the leaf's own (the claim
+    check's reads, the local credential) comes before it."""
+    kube = Recording({})
+    hubs = HubState(kube, CredentialSecrets(kube))  # type: ignore[arg-type]
+    hub = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "FleetHub",
+           "metadata": {"name": "hub", "namespace": "fleet", "uid": "hub-uid"}, "spec": {}}
+    await hubs.apply(hub, FleetHubSpec(), {})
+    kube.objects[("FleetHub", "hub")] = hub
+    leaves = LeafState(kube, hubs, SiloHeartbeats(), hubs.credentials)  # type: ignore[arg-type]
+    body = leaf("a", "ct-a")
+    kube.calls.clear()
+    await leaves.apply(body, SiloLeafSpec.model_validate(body["spec"]), "a", FleetHubSpec(), {("fleet", "a"): [body]})
+    conf_written = kube.calls.index("apply ConfigMap")
+    assert kube.calls[:conf_written].count("apply Secret") == 1  # the silo's credential, not yet the local one
+    assert "get Deployment" not in kube.calls[:conf_written]

@@ -51,15 +51,17 @@ class LeafState:
         silo = SiloRef(spec.silo)
         target = leaf_namespace(body, spec)
         cred = await self.credentials.ensure(body, silo.credentials_secret, spec.silo, silo.labels, reread=reread)
+        # The hub's config as soon as the silo's key exists: the servers' reload is what a new silo waits for, and
+        # the leaf's own objects below (a claim check, the local credential) need none of it.
+        if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
+                "observedGeneration"):
+            await self.hubs.sync(namespace, spec.hub, leaves)
         await self._leave_previous_place(body, spec)
         if spec.leaf.mode == "InCluster":
             await self._claim(body, spec, target)
         # Where the silo's agent and apps run: beside the leaf.
         local = await self.credentials.ensure(body, silo.local_secret, silo.local_user, silo.labels,
                                               namespace=target, reread=reread)
-        if self.hubs.lacks_user(hub, cred.public_key) or meta.get("generation") != (body.get("status") or {}).get(
-                "observedGeneration"):
-            await self.hubs.sync(namespace, spec.hub, leaves)
         if spec.leaf.mode == "InCluster":
             remote_url = hub.leafnode_url(hub_spec.leafnodes.advertise, hub_spec.ports.leafnodes)
             manifests = render_leaf_manifests(spec, target, remote_url, local.public_key, hub_tls=hub_spec.tls.enabled)
