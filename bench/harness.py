@@ -9,6 +9,8 @@ import json
 import os
 import platform
 import shutil
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from kubernetes import client, config
 from localcluster import async_wait_for, wait_for
 
 from fleet import EXAMPLES, Hub, OperatorProcess, apply_crds, condition, is_ready
-from fleetlattice.api import defaults
 from fleetlattice.api.kinds import API_VERSION
+
+from .audit import AuditLog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,29 +101,6 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-class AuditLog:
-    """The API server's audit log (local cluster): every request with its user agent, so the operator's
-    requests can be told from the bench's own and from kubectl's."""
-
-    OPERATOR_AGENTS = ("kopf/", defaults.USER_AGENT)
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = path.stat().st_size if path.exists() else 0
-
-    def operator_requests(self) -> list[dict[str, Any]]:
-        """Requests the operator made since this object was made (the log backend writes each event
-        before the request returns: --audit-log-mode=blocking, the default)."""
-        events = []
-        with self.path.open("rb") as log:
-            log.seek(self.offset)
-            for line in log:
-                event = json.loads(line)
-                if event.get("userAgent", "").startswith(self.OPERATOR_AGENTS):
-                    events.append(event)
-        return events
-
-
 def count_requests(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals by verb, the writes (create/update/patch/delete) by resource, and the requests the API server
     refused by resource, verb and code (a 409 is a write paid twice, and usually a read in between)."""
@@ -159,3 +139,37 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("fleet-lattice")
+
+
+# The operator is quiet when it made at most QUIET_REQUESTS API requests in the last QUIET_WINDOW seconds: its steady
+# state is a few status reads per hub every 10 s.
+QUIET_WINDOW = 2.0
+QUIET_REQUESTS = 4
+
+
+async def operator_quiet(env: Env, timeout: float = 300) -> float:  # noqa: ASYNC109 -- a deadline
+    """Wait until the operator is quiet (from the audit log); returns how long that took, in seconds."""
+    audit = env.audit()
+    started = time.monotonic()
+    recent: deque[tuple[float, int]] = deque()
+
+    async def quiet() -> bool:
+        now = time.monotonic()
+        recent.append((now, audit.take_operator_requests()))
+        while recent[0][0] < now - QUIET_WINDOW:
+            recent.popleft()
+        return now - started >= QUIET_WINDOW and sum(n for _, n in recent) <= QUIET_REQUESTS
+
+    await async_wait_for(quiet, timeout, "the operator quiet", interval=0.25)
+    return round(time.monotonic() - started, 1)
+
+
+def earlier_scenarios_gone(env: Env, timeout: float = 300) -> None:
+    """Wait until no namespace of an earlier scenario is still being deleted: its teardown (the operator seeing
+    a hundred objects go) would count in the next scenario's requests and compete with its work."""
+
+    def gone() -> bool:
+        items = env.kubectl.json("get", "namespaces")["items"]
+        return not any(ns["metadata"]["name"].startswith("e2e-bench-") for ns in items)
+
+    wait_for(gone, timeout, "earlier scenarios' namespaces deleted", 1.0)

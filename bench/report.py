@@ -25,7 +25,7 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("scale", "operator_peak_rss_mib", "4. operator peak RSS", "MiB"),
     ("scale", "api_requests", "4. operator API requests, cold start to all Succeeded", ""),
     ("scale", "api_requests_per_silo", "4. operator API requests per silo", ""),
-    ("reload", "reload_s", "4. hub reload: SiloLeaf create → servers loaded new config", "s"),
+    ("reload", "reload_s", "4. hub reload (slowest of 3): SiloLeaf create → servers loaded new config", "s"),
     ("reload", "leaf_connections_dropped", "4. leaf connections dropped by the reload", ""),
     ("reload", "agent_connections_dropped", "4. agent connections dropped by the reload", ""),
     ("burst", "publish_rate_per_s", "5. progress reports published", "msg/s"),

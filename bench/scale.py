@@ -27,6 +27,8 @@ from .harness import (
     create_namespace,
     delete_namespace,
     deploy_hub,
+    earlier_scenarios_gone,
+    operator_quiet,
     peak_rss_mib,
 )
 from .installs import phase, silo_install, silo_leaf, writes_per_install
@@ -51,6 +53,7 @@ async def cold_start(env: Env, n: int, real: int, profile: Path | None = None, m
     """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
     scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready.
     On failure nothing is left running: the operator, the agents and the namespace go."""
+    earlier_scenarios_gone(env)
     namespace = create_namespace(env.kubectl, "bench-scale")
     operator = env.operator("scale")
     operator.memray_output = memray
@@ -132,26 +135,44 @@ def _leaf_connections(pod_ips: list[str]) -> set[tuple[str, str, int]]:
     return {(ip, leaf["ip"], leaf["port"]) for ip in pod_ips for leaf in _monitor(ip, "leafz").get("leafs") or []}
 
 
-async def hub_reload(env: Env, run: ScaleFleet) -> dict[str, Any]:
-    """One more silo: the operator renders the hub's config with n+1 users and the servers reload it.
-    Time from the SiloLeaf create to every hub server reporting the new config loaded."""
-    pod_ips = [pod["status"]["podIP"] for pod in run.hub.pods()]
+# Silos added one at a time: the figure is the slowest of these reloads.
+RELOAD_PROBES = 3
+
+
+async def _reload_once(env: Env, run: ScaleFleet, pod_ips: list[str], silo: str) -> float:
     loaded_before = {ip: _monitor(ip, "varz")["config_load_time"] for ip in pod_ips}
-    leaves_before = _leaf_connections(pod_ips)
-    disconnects_before = sum(agent.disconnects for agent in run.fleet.agents.values())
     created = time.time()
-    env.create("siloleaves", run.namespace, silo_leaf("reload-probe", run.hub.name))
+    env.create("siloleaves", run.namespace, silo_leaf(silo, run.hub.name))
 
     async def reloaded() -> list[str] | None:
         loaded = {ip: (await asyncio.to_thread(_monitor, ip, "varz"))["config_load_time"] for ip in pod_ips}
         return list(loaded.values()) if all(loaded[ip] != loaded_before[ip] for ip in pod_ips) else None
 
     loaded_at = await async_wait_for(reloaded, 300, "hub servers reloaded", interval=0.1)
+    return round(max(_server_time(t) for t in loaded_at) - created, 2)
+
+
+async def hub_reload(env: Env, run: ScaleFleet) -> dict[str, Any]:
+    """Silos added one at a time to the settled fleet: each time the operator renders the hub's config with one
+    more user and the servers reload it. Each reload is timed from the SiloLeaf create to every hub server
+    reporting the new config loaded, and starts once the operator is quiet (the cold start's tail, e.g. its
+    queued Events, is the cold start's cost, not the reload's)."""
+    pod_ips = [pod["status"]["podIP"] for pod in run.hub.pods()]
+    leaves_before = _leaf_connections(pod_ips)
+    disconnects_before = sum(agent.disconnects for agent in run.fleet.agents.values())
+    settled = [await operator_quiet(env)]
+    reloads = []
+    for probe in range(RELOAD_PROBES):
+        if probe:
+            settled.append(await operator_quiet(env))
+        reloads.append(await _reload_once(env, run, pod_ips, f"reload-probe-{probe}"))
     leaves_after = _leaf_connections(pod_ips)
     return {
-        "silo_users": len(run.silos) + 1,
+        "silo_users": len(run.silos) + RELOAD_PROBES,
         "hub_servers": len(pod_ips),
-        "reload_s": round(max(_server_time(t) for t in loaded_at) - created, 2),
+        "quiet_after_s": settled,
+        "reload_s": max(reloads),
+        "reloads_s": reloads,
         "leaf_connections": len(leaves_before),
         "leaf_connections_dropped": len(leaves_before - leaves_after),
         "agent_connections": len(run.fleet.agents),

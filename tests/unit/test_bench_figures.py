@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from bench.audit import AuditLog
 from bench.profile import top_frames
 from bench.report import table
 from bench.stats import latency_summary, percentile, ratio
+
+from fleetlattice.api import defaults
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -54,3 +60,17 @@ def test_table_lists_figures_with_their_sizes_and_failures() -> None:
     assert "| burst: FAILED | WaitTimeout: timed out | | |" in text
     assert "Conditions: cores 2, mode quick" in text
     assert "p95" not in text  # a figure the run did not produce is left out
+
+
+def test_the_audit_log_counts_the_operators_new_requests_and_never_half_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps({"userAgent": "kopf/1.45"}) + "\n")
+    audit = AuditLog(path)  # from here on
+    line = {"operator": json.dumps({"userAgent": defaults.USER_AGENT}), "bench": json.dumps({"userAgent": "bench"})}
+    with path.open("a") as log:
+        log.write(line["operator"] + "\n" + line["bench"] + "\n" + line["operator"][:10])  # the last one unfinished
+    assert audit.take_operator_requests() == 1
+    with path.open("a") as log:
+        log.write(line["operator"][10:] + "\n")
+    assert audit.take_operator_requests() == 1
+    assert audit.take_operator_requests() == 0
