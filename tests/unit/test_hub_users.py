@@ -11,6 +11,7 @@ from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.credentials import MANAGED, CredentialSecrets
 from fleetlattice.apply.hub import HubState
 from fleetlattice.apply.leaf import LeafState
+from fleetlattice.clients.hub_connections import HubConnections
 from fleetlattice.logic.credentials import Credential
 from fleetlattice.logic.heartbeats import SiloHeartbeats
 from fleetlattice.logic.hub_users import silo_users
@@ -81,7 +82,7 @@ class Recording:
 
 async def test_a_render_reads_silos_from_the_index_and_credentials_from_memory() -> None:
     kube = Recording(credentials("ct-a", "ct-b"))
-    hubs = HubState(kube, CredentialSecrets(kube))  # type: ignore[arg-type]  # the calls a render makes
+    hubs = HubState(kube, CredentialSecrets(kube), HubConnections(kube))  # type: ignore[arg-type]  # the calls a render makes
     index = {("fleet", "a"): [leaf("a", "ct-a")], ("fleet", "b"): [leaf("b", "ct-b")]}
     body = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "FleetHub",
             "metadata": {"name": "hub", "namespace": "fleet", "uid": "hub-uid"}, "spec": {}}
@@ -103,7 +104,7 @@ async def test_a_new_silos_user_is_written_before_its_leaf_is_looked_at() -> Non
     """The reload a new silo waits for starts from the hub's config write: nothing of the leaf's own (the claim
     check's reads, the local credential) comes before it."""
     kube = Recording({})
-    hubs = HubState(kube, CredentialSecrets(kube))  # type: ignore[arg-type]
+    hubs = HubState(kube, CredentialSecrets(kube), HubConnections(kube))  # type: ignore[arg-type]
     hub = {"apiVersion": "fleet.lattice.dev/v1alpha1", "kind": "FleetHub",
            "metadata": {"name": "hub", "namespace": "fleet", "uid": "hub-uid"}, "spec": {}}
     await hubs.apply(hub, FleetHubSpec(), {})

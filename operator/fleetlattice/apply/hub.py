@@ -10,6 +10,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,12 +22,18 @@ from fleetlattice.api.fleetuser import FleetUserSpec
 from fleetlattice.api.siloleaf import SiloLeafSpec
 from fleetlattice.apply.coalesce import Coalescer
 from fleetlattice.apply.credentials import CredentialSecrets
-from fleetlattice.clients.hub_connections import OPERATOR_USER, SYSTEM_USER
+from fleetlattice.clients.hub_connections import (
+    OPERATOR_USER,
+    SYSTEM_USER,
+    HubConnections,
+    HubNotReachable,
+    ReloadRefused,
+)
 from fleetlattice.clients.kube import Kube
 from fleetlattice.clients.monitoring import scrape_all
 from fleetlattice.logic.conditions import NotReady, owner_reference
 from fleetlattice.logic.credentials import Credential
-from fleetlattice.logic.hub_status import ServerSnapshot, hub_status
+from fleetlattice.logic.hub_status import RELOAD_GRACE, ServerSnapshot, hub_status, missed_reload
 from fleetlattice.logic.hub_users import silo_users
 from fleetlattice.logic.times import parse_time
 from fleetlattice.render.hub_conf import (
@@ -135,11 +143,18 @@ class HubState:
     kube: Kube
     # The silos' credentials: a render reads them from here (one LIST per namespace, then this process's writes).
     credentials: CredentialSecrets
+    # For a server that missed a config change: it is asked to reload over NATS.
+    connections: HubConnections
     config_written_at: dict[HubRef, datetime] = field(default_factory=dict)
     # The silo and FleetUser credential keys in the config this process last wrote for each hub.
     rendered_user_keys: dict[HubRef, frozenset[str]] = field(default_factory=dict)
     # The hash of the nats.conf this process last wrote (or found) for each hub.
     written_main: dict[HubRef, str] = field(default_factory=dict)
+    # The digest each server reports once it has loaded the config this process last rendered (HubConf.digest).
+    digests: dict[HubRef, str] = field(default_factory=dict)
+    system_users: dict[HubRef, Credential] = field(default_factory=dict)
+    # When each server (by pod) was last asked to reload (monotonic clock).
+    reload_asked: dict[HubRef, dict[str, float]] = field(default_factory=dict)
     # What this process last applied of each hub's objects ("Kind/name" -> digest of the manifest).
     applied: dict[HubRef, dict[str, str]] = field(default_factory=dict)
     snapshots: dict[HubRef, list[ServerSnapshot]] = field(default_factory=dict)
@@ -158,8 +173,9 @@ class HubState:
 
     def forget(self, hub: HubRef) -> None:
         """The hub is gone: nothing of it stays in memory."""
-        for book in (self.config_written_at, self.rendered_user_keys, self.written_main, self.applied,
-                     self.snapshots, self._config_locks, self._leaf_specs):
+        for book in (self.config_written_at, self.rendered_user_keys, self.written_main, self.digests,
+                     self.system_users, self.reload_asked, self.applied, self.snapshots, self._config_locks,
+                     self._leaf_specs):
             book.pop(hub, None)
 
     def lacks_user(self, hub: HubRef, key: str) -> bool:
@@ -233,9 +249,27 @@ class HubState:
                     applied[key] = digest
             self.rendered_user_keys[hub] = users.keys
             self.written_main[hub] = main_hash
+            self.digests[hub], self.system_users[hub] = conf.digest, system
             if changed and existed:
                 await _nudge_servers(self.kube, hub, main_hash)
         return {"configHash": main_hash, "restartHash": rhash}
+
+    async def _reload_missed(self, hub: HubRef, servers: list[ServerSnapshot]) -> None:
+        """Ask each server that missed the last config change (logic.hub_status.missed_reload) to reload, at most
+        once per RELOAD_GRACE: a server whose files do not load stays ReloadPending, its error in the log."""
+        asked = self.reload_asked.setdefault(hub, {})
+        now = time.monotonic()
+        for snap in servers:
+            if now - asked.get(snap.pod, -math.inf) < RELOAD_GRACE.total_seconds():
+                continue
+            asked[snap.pod] = now
+            try:
+                await self.connections.request_reload(hub, self.system_users[hub], snap.varz["server_id"])
+            except (HubNotReachable, ReloadRefused) as exc:
+                log.warning("hub %s: %s still runs an older config; asking it to reload failed: %s", hub, snap.pod, exc)
+            else:
+                log.warning("hub %s: %s still ran an older config %.0f s after the write (its reloader missed the "
+                            "change); asked it to reload", hub, snap.pod, RELOAD_GRACE.total_seconds())
 
     async def observe(self, body: dict[str, Any], spec: FleetHubSpec, hashes: dict[str, str]) -> dict[str, Any]:
         """Status fields and conditions from the servers, plus config bookkeeping."""
@@ -261,7 +295,9 @@ class HubState:
             sts_status.get("observedGeneration", 0) < sts.get("metadata", {}).get("generation", 0)
             or sts_status.get("updateRevision") != sts_status.get("currentRevision")
         )
-        fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling)
+        digest = self.digests.get(hub)
+        await self._reload_missed(hub, missed_reload(snapshots, digest, changed_at, now))
+        fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling, digest)
         fields.update(hashes, configChangedAt=changed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                       clientUrl=hub.client_url(spec.ports.client),
                       leafnodeUrl=hub.leafnode_url(spec.leafnodes.advertise, spec.ports.leafnodes))

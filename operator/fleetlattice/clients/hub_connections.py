@@ -6,6 +6,7 @@ client Service's ClusterIP; in cluster by DNS. Nothing is written to /etc/hosts 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -30,10 +31,15 @@ SYSTEM_USER = "sys"
 # A connection that has been reconnecting this long is replaced: the Service may have moved.
 STALE_AFTER_SECONDS = 30.0
 INITIAL_CONNECT_SECONDS = 8.0
+RELOAD_REQUEST_SECONDS = 5.0
 
 
 class HubNotReachable(Exception):
     """The hub has no address or credentials yet, or refused the connection."""
+
+
+class ReloadRefused(Exception):
+    """A server answered a reload request with an error (its config files do not load, say)."""
 
 
 def resolve_mode(mode: AddressMode) -> Literal["dns", "clusterip"]:
@@ -131,6 +137,27 @@ class HubConnections:
         self._entries[hub] = entry
         log.info("hub %s: connected to %s", hub, url)
         return nc
+
+    async def request_reload(self, hub: HubRef, system: Credential, server_id: str) -> None:
+        """Ask one server of the hub to load its config files again (`$SYS.REQ.SERVER.<id>.RELOAD`, as the system
+        account's user; the request reaches that server over the cluster's routes). A connection of its own, for
+        this one request: it is for the rare server that missed a change."""
+        url = await self.client_url(hub)
+        try:
+            nc = await asyncio.wait_for(nats_connection.connect(
+                servers=[url], nkeys_seed_str=system.seed, connect_timeout=3, allow_reconnect=False,
+                name=f"fleet-lattice-operator/{hub.namespace}/{hub.name}/sys"), timeout=INITIAL_CONNECT_SECONDS)
+        except Exception as exc:  # nats-py raises several unrelated types on connect failure
+            raise HubNotReachable(f"cannot connect to hub {hub} at {url} as its system user: {exc}") from exc
+        try:
+            reply = await nc.request(f"$SYS.REQ.SERVER.{server_id}.RELOAD", b"", timeout=RELOAD_REQUEST_SECONDS)
+        except nats.errors.Error as exc:
+            raise HubNotReachable(f"server {server_id} of hub {hub} did not answer a reload request: {exc}") from exc
+        finally:
+            await nc.close()
+        error = (json.loads(reply.data or b"{}").get("error") or {}).get("description")
+        if error:
+            raise ReloadRefused(f"server {server_id} of hub {hub} refused to reload: {error}")
 
     async def _drop(self, hub: HubRef) -> None:
         HUB_CONNECTED.labels(hub.namespace, hub.name).set(0)

@@ -54,7 +54,7 @@ class Runtime:
         connections = HubConnections(kube, settings.hub_address)
         heartbeats = SiloHeartbeats()
         credentials = CredentialSecrets(kube)
-        hubs = HubState(kube, credentials)
+        hubs = HubState(kube, credentials, connections)
         store = InstallStore(kube, notify=post_notice)
         return cls(settings=settings, kube=kube, connections=connections, hubs=hubs,
                    leaves=LeafState(kube, hubs, heartbeats, credentials),

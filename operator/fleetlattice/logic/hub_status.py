@@ -9,6 +9,7 @@ from typing import Any
 
 from fleetlattice.logic.conditions import Cond
 from fleetlattice.logic.times import parse_time
+from fleetlattice.render.hub_conf import CONFIG_DIGEST_KEY
 
 
 @dataclass
@@ -28,8 +29,22 @@ class ServerSnapshot:
 CLOCK_SKEW = timedelta(seconds=1)
 
 
-def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None) -> list[str]:
-    """Servers that have not loaded the configuration written at `changed_at`."""
+# How long after a config write a server may still run an older one before it is asked to reload: the nudged
+# kubelet sync and the reloader's signal take about a second, a kubelet sync without the nudge a minute or so.
+RELOAD_GRACE = timedelta(seconds=15)
+
+
+def loaded_digest(snap: ServerSnapshot) -> str:
+    """The digest of the config the server has loaded (render.hub_conf.CONFIG_DIGEST_KEY), "" if it has none."""
+    return str((snap.varz.get("metadata") or {}).get(CONFIG_DIGEST_KEY, ""))
+
+
+def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None,
+                   digest: str | None = None) -> list[str]:
+    """Servers that have not loaded the configuration last written: by its digest when this process wrote or
+    rendered it, else by its write time `changed_at` (a load after the write may still have read older files)."""
+    if digest:
+        return [snap.pod for snap in snapshots if loaded_digest(snap) != digest]
     if changed_at is None:
         return []
     pending = []
@@ -40,11 +55,23 @@ def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None)
     return pending
 
 
+def missed_reload(snapshots: list[ServerSnapshot], digest: str | None, changed_at: datetime | None,
+                  now: datetime) -> list[ServerSnapshot]:
+    """Healthy servers still on another config RELOAD_GRACE after the write. The reloader sidecar signals only
+    for changes it sees after its own start, which waits for the server's pid file (it looks every 4 s) and then
+    takes the files as they are: a write that lands in between is never loaded, and the server would keep the
+    older config (and the hub a silo's leaf cannot sign in to) until the next change."""
+    if not digest or changed_at is None or now - changed_at < RELOAD_GRACE:
+        return []
+    return [snap for snap in snapshots if snap.healthy and snap.varz.get("server_id") and loaded_digest(snap) != digest]
+
+
 def hub_status(
     desired: int,
     snapshots: list[ServerSnapshot],
     changed_at: datetime | None,
     restart_rolling: bool,
+    digest: str | None = None,
 ) -> tuple[dict[str, Any], list[Cond]]:
     healthy = [s for s in snapshots if s.healthy]
     unhealthy = [s for s in snapshots if not s.healthy]
@@ -77,7 +104,7 @@ def hub_status(
             for s in snapshots
         ],
     }
-    pending = reload_pending(healthy, changed_at)
+    pending = reload_pending(healthy, changed_at, digest)
     conds: list[Cond] = []
     if unhealthy:
         detail = "; ".join(f"{s.pod}: {s.error or 'healthz failing'}" for s in unhealthy)

@@ -137,6 +137,10 @@ def _routes(hub: HubRef, spec: FleetHubSpec) -> list[str]:
 CONFIG_PART_LIMIT = 1024 * 1024 - 16 * 1024
 
 
+# The server_metadata key (reloadable; /varz shows it) under which each server reports its config digest.
+CONFIG_DIGEST_KEY = "fleet_lattice_config"
+
+
 class HubConfTooLarge(ValueError):
     """The users do not fit the hub's ConfigMaps."""
 
@@ -147,6 +151,8 @@ class HubConf:
 
     main: str
     parts: tuple[str, ...]
+    # What each server reports under CONFIG_DIGEST_KEY in its /varz metadata once it has loaded these files.
+    digest: str
 
     def files(self) -> dict[str, str]:
         return {HUB_CONF_KEY: self.main, **{hub_users_key(i): text for i, text in enumerate(self.parts)}}
@@ -213,7 +219,9 @@ def render_hub_conf(hub: HubRef, spec: FleetHubSpec, users: HubUsers, paths: Ser
         users_hash=hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16],
         user_variables=variables,
     )
-    return HubConf(main, parts)
+    digest = hashlib.sha256("\0".join((main, *parts)).encode()).hexdigest()[:16]
+    main += render_template("server_metadata.conf.j2", key=CONFIG_DIGEST_KEY, digest=digest)
+    return HubConf(main, parts, digest)
 
 
 def _restart_settings(hub: HubRef, spec: FleetHubSpec) -> dict[str, Any]:
