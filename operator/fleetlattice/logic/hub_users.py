@@ -6,17 +6,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fleetlattice.api.siloleaf import SiloLeafSpec
-from fleetlattice.logic.credentials import Credential
 from fleetlattice.render.hub_conf import SiloUser
 from fleetlattice.render.names import HubRef, SiloRef
 
 
-def silo_users(hub: HubRef, leaves: Iterable[Mapping[str, Any]], secrets: Mapping[str, Mapping[str, str]],
+def silo_users(hub: HubRef, leaves: Iterable[Mapping[str, Any]], key_of: Callable[[str], str | None],
                spec_of: Callable[[Mapping[str, Any]], SiloLeafSpec | None]) -> tuple[SiloUser, ...]:
-    """One user per live SiloLeaf of `hub` whose credential is in `secrets` (Secret name -> data, of the hub's
-    namespace). `leaves`: the namespace's SiloLeaves; `spec_of`: a leaf's parsed spec, None when invalid. The
-    oldest SiloLeaf of a silo in the namespace owns it, whichever hub it names, so a duplicate cannot take over
-    another's identity."""
+    """One user per live SiloLeaf of `hub` whose credential exists. `leaves`: the namespace's SiloLeaves; `key_of`:
+    the public key in a credentials Secret of the hub's namespace, by name (None when there is none); `spec_of`: a
+    leaf's parsed spec, None when invalid. The oldest SiloLeaf of a silo in the namespace owns it, whichever hub it
+    names, so a duplicate cannot take over another's identity."""
     live = [leaf for leaf in leaves if leaf["metadata"]["namespace"] == hub.namespace
             and not leaf["metadata"].get("deletionTimestamp")]
     live.sort(key=lambda leaf: (leaf["metadata"].get("creationTimestamp") or "", leaf["metadata"]["name"]))
@@ -29,7 +28,7 @@ def silo_users(hub: HubRef, leaves: Iterable[Mapping[str, Any]], secrets: Mappin
         claimed.add(spec.silo)
         if spec.hub != hub.name:
             continue
-        cred = Credential.from_secret(dict(secrets.get(SiloRef(spec.silo).credentials_secret) or {}))
-        if cred:
-            users[spec.silo] = SiloUser(spec.silo, cred.public_key, spec.permissions)
+        key = key_of(SiloRef(spec.silo).credentials_secret)
+        if key:
+            users[spec.silo] = SiloUser(spec.silo, key, spec.permissions)
     return tuple(users[s] for s in sorted(users))
