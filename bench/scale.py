@@ -53,7 +53,6 @@ async def cold_start(env: Env, n: int, real: int, profile: Path | None = None, m
     """The operator is stopped while the objects are created, then started fresh (so its peak RSS is this
     scenario's); the clock runs from its start to the last install Succeeded and the real leaves Ready.
     On failure nothing is left running: the operator, the agents and the namespace go."""
-    earlier_scenarios_gone(env)
     namespace = create_namespace(env.kubectl, "bench-scale")
     operator = env.operator("scale")
     operator.memray_output = memray
@@ -62,6 +61,8 @@ async def cold_start(env: Env, n: int, real: int, profile: Path | None = None, m
         warmup = env.operator("scale-warmup")
         warmup.start()
         try:
+            # The warm-up operator also removes its finalizers from what earlier scenarios left deleting.
+            earlier_scenarios_gone(env, namespace)
             hub = deploy_hub(env, namespace)
         finally:
             warmup.stop()
