@@ -305,7 +305,7 @@ async def test_held_reports_wait_while_more_come_but_not_past_a_final_one_or_the
     """At a cold start an install's `done` came a few hundred ms after its progress and missed their write (3.0 writes
     per install at 1,000 silos); the hold now lasts while reports keep coming, up to REPORT_HOLD_MAX_SECONDS."""
     monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_SECONDS", 60.0)
-    held = HeldReports("ct-fac", None)
+    held = HeldReports("ct-fac", None, lambda: False)
     held.add(None, "progress", {})
     quiet = asyncio.create_task(held.quiet())
     for index in range(3):
@@ -315,7 +315,27 @@ async def test_held_reports_wait_while_more_come_but_not_past_a_final_one_or_the
     held.add(None, "done", {})
     await asyncio.wait_for(quiet, 5)
     monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_MAX_SECONDS", 0.0)
-    capped = HeldReports("ct-fac", None)
+    capped = HeldReports("ct-fac", None, lambda: False)
+    capped.add(None, "progress", {})
+    await asyncio.wait_for(capped.quiet(), 5)
+
+
+async def test_progress_is_held_while_the_consumer_is_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a cold start's backlog an install's reports reached the consumer 8-9 s apart although its agent sent them
+    within a second, so a quiet second split them (3.4 writes per install at 1,000 silos): while the stream holds
+    reports the consumer has not fetched, a quiet spell does not end the hold; catching up, or the cap, does."""
+    monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_SECONDS", 0.0)
+    behind = [True]
+    held = HeldReports("ct-fac", None, lambda: behind[0])
+    held.add(None, "progress", {})
+    quiet = asyncio.create_task(held.quiet())
+    for _ in range(20):
+        await asyncio.sleep(0)  # many quiet spells pass
+    assert not quiet.done()
+    behind[0] = False
+    await asyncio.wait_for(quiet, 5)
+    monkeypatch.setattr("fleetlattice.apply.install_consumer.REPORT_HOLD_MAX_SECONDS", 0.0)
+    capped = HeldReports("ct-fac", None, lambda: True)
     capped.add(None, "progress", {})
     await asyncio.wait_for(capped.quiet(), 5)
 

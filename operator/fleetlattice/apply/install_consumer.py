@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,11 @@ FETCH_BATCH = 512
 # and a step shown a second late is no loss next to steps that take minutes. A final report (done, failed,
 # scrubbed) is written at once, with whatever waits: its latency is what users watch.
 REPORT_HOLD_SECONDS = 1.0
-REPORT_HOLD_MAX_SECONDS = 5.0
+# While the consumer is behind (the stream holds reports it has not fetched), a quiet second says nothing: an
+# install's reports lie a thousand messages apart in a cold start's backlog and reached the consumer 8-9 s apart
+# although the agent sent them within a second (3.4 writes per install at 1,000 silos). So progress is held until
+# the consumer has caught up too, within this cap (well inside the 30 s ack wait).
+REPORT_HOLD_MAX_SECONDS = 10.0
 # Bytes of reports taken and not yet settled (held or being written): the fetch loop waits above this, so a slow
 # API server holds up fetching, not memory. In bytes, not reports: at a cold start every install has a write on
 # its way and its next reports waiting for it, and a bound of 1,024 reports held the backlog in the stream, so
@@ -70,6 +74,11 @@ PERMANENT_API_STATUSES = frozenset({400, 403, 413, 422})
 
 def is_permanent(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status in PERMANENT_API_STATUSES
+
+
+def _pending_after(msg: Any) -> int:
+    """How many messages the consumer had yet to deliver after this one (0 when unknown)."""
+    return getattr(getattr(msg, "metadata", None), "num_pending", 0) or 0
 
 
 def redelivery_delay(msg: Any) -> float:
@@ -93,10 +102,12 @@ async def _unsubscribe(sub: Any) -> None:
 @dataclass
 class HeldReports:
     """An install's reports waiting for its next status write. `after`: the write of the install's previous
-    reports, if still running; `final`: a final report is among them; `stirred`: set by each report added."""
+    reports, if still running; `behind`: whether the consumer has reports in the stream it has not fetched yet;
+    `final`: a final report is among them; `stirred`: set by each report added."""
 
     silo: str
     after: asyncio.Task[None] | None
+    behind: Callable[[], bool]
     items: list[tuple[Any, str, Any]] = field(default_factory=list)
     final: bool = False
     stirred: asyncio.Event = field(default_factory=asyncio.Event)
@@ -107,16 +118,18 @@ class HeldReports:
         self.stirred.set()
 
     async def quiet(self) -> None:
-        """Returns when a final report is in, or no report came for REPORT_HOLD_SECONDS (REPORT_HOLD_MAX_SECONDS at
-        most)."""
-        deadline = asyncio.get_running_loop().time() + REPORT_HOLD_MAX_SECONDS
+        """Returns when a final report is in, or no report came for REPORT_HOLD_SECONDS and the consumer is not
+        behind (REPORT_HOLD_MAX_SECONDS at most)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPORT_HOLD_MAX_SECONDS
         while not self.final:
             self.stirred.clear()
-            left = min(REPORT_HOLD_SECONDS, deadline - asyncio.get_running_loop().time())
+            left = min(REPORT_HOLD_SECONDS, deadline - loop.time())
             try:
                 await asyncio.wait_for(self.stirred.wait(), max(left, 0.0))
             except TimeoutError:
-                return
+                if not self.behind() or loop.time() >= deadline:
+                    return
 
 
 class ReportConsumer:
@@ -134,6 +147,7 @@ class ReportConsumer:
         self._writes: dict[InstallKey, asyncio.Task[None]] = {}  # each install's latest write of held reports
         self._unsettled = 0  # bytes
         self._settled = asyncio.Event()
+        self._behind = False  # the last fetch left reports in the stream
 
     async def run(self, stopped: Any) -> None:
         """`stopped` is kopf's daemon flag: truthy once stopping, with an awaitable wait(timeout). Everything
@@ -163,6 +177,7 @@ class ReportConsumer:
                         try:
                             msgs = await sub.fetch(FETCH_BATCH, timeout=2)
                         except TimeoutError:
+                            self._behind = False
                             continue
                         await self.process(msgs)
                 except asyncio.CancelledError:
@@ -206,6 +221,7 @@ class ReportConsumer:
     async def process(self, msgs: list[Any]) -> None:
         """Settle what needs no status write now; hold the rest for their install's next write (see
         REPORT_HOLD_SECONDS), which acks them once it is stored."""
+        self._behind = bool(msgs) and _pending_after(msgs[-1]) > 0
         for msg in msgs:
             route_ = route(msg.subject, msg.data, self.hub.namespace, self.by_uid, self.by_silo, self.by_request)
             if route_.install is None or route_.outcome == "adopt":
@@ -218,7 +234,7 @@ class ReportConsumer:
             key = route_.install
             held = self._held.get(key)
             if held is None:
-                held = self._held[key] = HeldReports(route_.silo, self._writes.get(key))
+                held = self._held[key] = HeldReports(route_.silo, self._writes.get(key), lambda: self._behind)
                 task = self._writes[key] = asyncio.create_task(self._write_held(key, held))
                 task.add_done_callback(lambda done, key=key: self._written(key, done))
             held.add(msg, route_.kind, route_.payload)
