@@ -24,6 +24,10 @@ def silo_install(name: str, silo: str, version: str) -> dict[str, Any]:
             "spec": {"silo": silo, "version": version, "timeout": "15m"}}
 
 
+# Installs then made one at a time (each after the previous one Succeeded), on the first silos.
+ALONE = 10
+
+
 def phase(value: str):
     return lambda obj: (obj.get("status") or {}).get("phase") == value
 
@@ -49,13 +53,22 @@ async def measure(env: Env, n: int) -> dict[str, Any]:
             for silo in silos:
                 env.create("siloinstalls", namespace, silo_install(f"{silo}-v1", silo, "v1"))
             await watcher.wait_all([f"{silo}-v1" for silo in silos], 120 + 2 * n)
+            requests = count_requests(audit.operator_requests())
+            # Then one install at a time: the same path with nothing queued beside it.
+            for silo in silos[:ALONE]:
+                env.create("siloinstalls", namespace, silo_install(f"{silo}-v2", silo, "v2"))
+                await watcher.wait_all([f"{silo}-v2"], 120)
         finally:
             watcher.stop()
             await fleet.close()
-        requests = count_requests(audit.operator_requests())
-        latencies = [seen - fleet.done_sent[watcher.objects[name]["status"]["requestId"]]
-                     for name, seen in watcher.seen.items()]
-        return {"n": n, **latency_summary(latencies), "api_writes_per_install": writes_per_install(requests, n),
+
+        def latencies(version: str) -> list[float]:
+            return [seen - fleet.done_sent[watcher.objects[name]["status"]["requestId"]]
+                    for name, seen in watcher.seen.items() if name.endswith(f"-{version}")]
+
+        alone = latency_summary(latencies("v2"))
+        return {"n": n, **latency_summary(latencies("v1")), "api_writes_per_install": writes_per_install(requests, n),
+                "alone_n": alone["n"], "alone_p50_ms": alone["p50_ms"], "alone_max_ms": alone["max_ms"],
                 "operator_requests": requests}
     finally:
         delete_namespace(env.kubectl, namespace)

@@ -20,6 +20,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("installs", "p50_ms", "3. agent `done` → watcher sees Succeeded, p50", "ms"),
     ("installs", "p99_ms", "3. agent `done` → watcher sees Succeeded, p99", "ms"),
     ("installs", "api_writes_per_install", "3. operator API writes per install (3 progress + done)", ""),
+    ("installs", "alone_p50_ms", "3. one install at a time: `done` → watcher sees Succeeded, p50", "ms"),
+    ("installs", "alone_max_ms", "3. one install at a time: `done` → watcher sees Succeeded, max", "ms"),
     ("scale", "all_succeeded_s", "4. cold start → every install Succeeded", "s"),
     ("scale", "real_leaves_ready_s", "4. cold start → real leaves Ready", "s"),
     ("scale", "operator_peak_rss_mib", "4. operator peak RSS", "MiB"),
@@ -37,7 +39,7 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 SIZES: dict[str, tuple[str, ...]] = {
-    "streams_fleet_lattice": ("n",), "streams_nack": ("n",), "installs": ("n",),
+    "streams_fleet_lattice": ("n",), "streams_nack": ("n",), "installs": ("n", "alone_n"),
     "scale": ("silos", "real_leaves"), "reload": ("silo_users", "leaf_connections", "agent_connections"),
     "burst": ("messages", "silos"),
 }
