@@ -40,7 +40,7 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
 
 SIZES: dict[str, tuple[str, ...]] = {
     "streams_fleet_lattice": ("n",), "streams_nack": ("n",), "installs": ("n", "alone_n"),
-    "scale": ("silos", "real_leaves"), "reload": ("silo_users", "leaf_connections", "agent_connections"),
+    "scale": ("silos", "real_leaves"), "reload": ("silo_users", "hub_servers", "leaf_connections", "agent_connections"),
     "burst": ("messages", "silos"),
 }
 
