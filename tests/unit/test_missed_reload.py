@@ -59,7 +59,7 @@ async def test_a_server_that_missed_a_change_reports_the_older_digest_and_reload
         await (await hub.connect_as("ct-b")).close()
 
 
-def test_a_server_is_asked_only_after_the_grace_and_only_while_healthy_and_behind() -> None:
+def test_a_server_is_asked_only_after_the_grace_while_healthy_behind_and_not_rolling() -> None:
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     behind = ServerSnapshot("hub-0", True, varz={"server_id": "N0", "metadata": {"fleet_lattice_config": "old"}})
     current = ServerSnapshot("hub-1", True, varz={"server_id": "N1", "metadata": {"fleet_lattice_config": "new"}})
@@ -68,4 +68,5 @@ def test_a_server_is_asked_only_after_the_grace_and_only_while_healthy_and_behin
     assert missed_reload(servers, "new", now - RELOAD_GRACE / 2, now) == []
     assert missed_reload(servers, "new", now - RELOAD_GRACE, now) == [behind]
     assert missed_reload(servers, None, now - RELOAD_GRACE, now) == []  # nothing rendered in this process yet
+    assert missed_reload(servers, "new", now - RELOAD_GRACE, now, restart_rolling=True) == []
     assert reload_pending(servers, now, "new") == ["hub-0", "hub-2"]

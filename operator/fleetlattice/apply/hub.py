@@ -311,7 +311,7 @@ class HubState:
             or sts_status.get("updateRevision") != sts_status.get("currentRevision")
         )
         digest = self.digests.get(hub)
-        await self._reload_missed(hub, missed_reload(snapshots, digest, changed_at, now))
+        await self._reload_missed(hub, missed_reload(snapshots, digest, changed_at, now, rolling))
         fields, conds = hub_status(spec.replicas, snapshots, changed_at, rolling, digest)
         fields.update(hashes, configChangedAt=changed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                       clientUrl=hub.client_url(spec.ports.client),

@@ -56,12 +56,13 @@ def reload_pending(snapshots: list[ServerSnapshot], changed_at: datetime | None,
 
 
 def missed_reload(snapshots: list[ServerSnapshot], digest: str | None, changed_at: datetime | None,
-                  now: datetime) -> list[ServerSnapshot]:
+                  now: datetime, restart_rolling: bool = False) -> list[ServerSnapshot]:
     """Healthy servers still on another config RELOAD_GRACE after the write. The reloader sidecar signals only
     for changes it sees after its own start, which waits for the server's pid file (it looks every 4 s) and then
     takes the files as they are: a write that lands in between is never loaded, and the server would keep the
-    older config (and the hub a silo's leaf cannot sign in to) until the next change."""
-    if not digest or changed_at is None or now - changed_at < RELOAD_GRACE:
+    older config (and the hub a silo's leaf cannot sign in to) until the next change. None while the servers roll
+    for a setting that needs a restart: they get the new config by restarting, and a reload would refuse it."""
+    if not digest or changed_at is None or now - changed_at < RELOAD_GRACE or restart_rolling:
         return []
     return [snap for snap in snapshots if snap.healthy and snap.varz.get("server_id") and loaded_digest(snap) != digest]
 
